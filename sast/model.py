@@ -1,0 +1,241 @@
+"""The surrogate-forward LIF SNN of THEORY.md ("The model"), stateless.
+
+A model is described by :class:`SNNConfig`, whose ``layers`` is a list of strings:
+
+- ``"dense:N"``: a dense spiking layer of N neurons (its input is flattened);
+- ``"conv:C:K"`` or ``"conv:C:K:S"``: a conv spiking layer, C output channels,
+  kernel K, stride S (default 1), zero padding (K - 1) // 2;
+- ``"pool:K"``: average pooling with kernel and stride K between layers (a
+  linear map of norm <= 1 that THEORY.md folds into the next layer's W^l);
+- ``"flatten"``: flattens the spikes (dense layers also flatten on their own).
+
+The readout is the time mean of a linear map of the last spiking layer's
+spikes: z = (1/T) sum_t (W^o s^D_t + b^o). ``SNN.forward`` keeps no state between
+calls, so the model works under ``torch.func.functional_call``, ``jvp`` and
+``vmap`` in smooth mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sast.neuron import MODES, RESETS, lif
+
+LAYER_KINDS = ("dense", "conv", "pool", "flatten")
+
+
+@dataclass
+class SNNConfig:
+    """Everything needed to rebuild an :class:`SNN` (also stored in checkpoints)."""
+
+    input_shape: tuple[int, ...]
+    layers: list[str]
+    T: int
+    lam: float = 0.9
+    theta: float = 1.0
+    beta: float = 5.0
+    reset: str = "zero"
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        self.input_shape = tuple(int(d) for d in self.input_shape)
+        self.layers = list(self.layers)
+        if not self.input_shape or any(d <= 0 for d in self.input_shape):
+            raise ValueError(f"input_shape must be positive sizes, got {self.input_shape}")
+        if int(self.T) != self.T or self.T < 1:
+            raise ValueError(f"T must be a positive integer, got {self.T!r}")
+        self.T = int(self.T)
+        if not 0 <= self.lam < 1:
+            raise ValueError(f"lam must lie in [0, 1) (assumption A1), got {self.lam}")
+        if self.theta <= 0 or self.beta <= 0:
+            raise ValueError(f"theta and beta must be > 0 (assumption A1), got theta={self.theta}, beta={self.beta}")
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        parse_layers(self.layers, self.input_shape)  # validates the strings and shapes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SNNConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; expected {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One entry of the layer plan, with the shapes it maps between (no batch, no time)."""
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    size: int = 0  # N for dense, C for conv, K for pool
+    kernel: int = 0
+    stride: int = 1
+    padding: int = 0
+    index: int = -1  # position among the spiking layers (l - 1), -1 otherwise
+    pools_before: tuple[int, ...] = field(default_factory=tuple)  # avg-pool kernels folded into W^l
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind in ("dense", "conv")
+
+    @property
+    def width(self) -> int:
+        """n_l: the number of neurons of a spiking layer (output size)."""
+        return math.prod(self.out_shape)
+
+
+def _layer_error(spec: str, why: str) -> ValueError:
+    return ValueError(
+        f"bad layer {spec!r}: {why}; expected 'dense:N', 'conv:C:K', 'conv:C:K:S', 'pool:K' or 'flatten'"
+    )
+
+
+def parse_layers(layers: list[str], input_shape: tuple[int, ...]) -> list[LayerSpec]:
+    """Parse layer strings into a plan with shapes; raises ValueError with a one-line reason."""
+    shape = tuple(input_shape)
+    plan: list[LayerSpec] = []
+    pools: list[int] = []
+    n_spiking = 0
+    for spec in layers:
+        if not isinstance(spec, str):
+            raise _layer_error(str(spec), "not a string")
+        parts = spec.strip().split(":")
+        kind = parts[0]
+        if kind not in LAYER_KINDS:
+            close = difflib.get_close_matches(kind, LAYER_KINDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _layer_error(spec, f"unknown kind {kind!r}{hint}")
+        try:
+            nums = [int(p) for p in parts[1:]]
+        except ValueError:
+            raise _layer_error(spec, "sizes must be integers") from None
+        if any(n <= 0 for n in nums):
+            raise _layer_error(spec, "sizes must be positive")
+        if kind == "dense":
+            if len(nums) != 1:
+                raise _layer_error(spec, "dense takes one size")
+            out = (nums[0],)
+            plan.append(LayerSpec("dense", shape, out, size=nums[0], index=n_spiking, pools_before=tuple(pools)))
+            n_spiking += 1
+            pools = []
+        elif kind == "conv":
+            if len(nums) not in (2, 3):
+                raise _layer_error(spec, "conv takes C:K or C:K:S")
+            if len(shape) != 3:
+                raise _layer_error(spec, f"conv needs a (C, H, W) input, got shape {shape}")
+            c, k = nums[0], nums[1]
+            s = nums[2] if len(nums) == 3 else 1
+            pad = (k - 1) // 2
+            h = (shape[1] + 2 * pad - k) // s + 1
+            w = (shape[2] + 2 * pad - k) // s + 1
+            if h < 1 or w < 1:
+                raise _layer_error(spec, f"kernel {k} does not fit input {shape}")
+            out = (c, h, w)
+            plan.append(
+                LayerSpec("conv", shape, out, size=c, kernel=k, stride=s, padding=pad, index=n_spiking,
+                          pools_before=tuple(pools))
+            )
+            n_spiking += 1
+            pools = []
+        elif kind == "pool":
+            if len(nums) != 1:
+                raise _layer_error(spec, "pool takes one kernel size")
+            if len(shape) != 3:
+                raise _layer_error(spec, f"pool needs a (C, H, W) input, got shape {shape}")
+            k = nums[0]
+            if shape[1] < k or shape[2] < k:
+                raise _layer_error(spec, f"pool kernel {k} larger than input {shape}")
+            out = (shape[0], shape[1] // k, shape[2] // k)
+            plan.append(LayerSpec("pool", shape, out, size=k, kernel=k, stride=k))
+            pools.append(k)
+        else:  # flatten
+            if nums:
+                raise _layer_error(spec, "flatten takes no size")
+            out = (math.prod(shape),)
+            plan.append(LayerSpec("flatten", shape, out))
+        shape = out
+    if n_spiking == 0:
+        raise ValueError(f"layers {layers} have no spiking layer: add at least one 'dense:N' or 'conv:C:K'")
+    return plan
+
+
+class LayerTrace(NamedTuple):
+    """Membrane potentials u^l_t and spikes s^l_t of one spiking layer, shape (B, T, ...)."""
+
+    u: torch.Tensor
+    s: torch.Tensor
+
+
+class SNN(nn.Module):
+    """The LIF SNN of THEORY.md with a time-mean linear readout.
+
+    ``forward(x, mode)`` takes frames of shape (B, T, *input_shape) and returns logits
+    (B, num_classes); with ``return_trace=True`` it returns ``(logits, trace)``, trace a
+    list with one :class:`LayerTrace` per spiking layer.
+    """
+
+    def __init__(self, config: SNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.plan = parse_layers(config.layers, config.input_shape)
+        self.layers = nn.ModuleList()
+        for spec in self.plan:
+            if spec.kind == "dense":
+                self.layers.append(nn.Linear(math.prod(spec.in_shape), spec.size))
+            elif spec.kind == "conv":
+                self.layers.append(
+                    nn.Conv2d(spec.in_shape[0], spec.size, spec.kernel, stride=spec.stride, padding=spec.padding)
+                )
+        self.readout = nn.Linear(math.prod(self.plan[-1].out_shape), config.num_classes)
+
+    @property
+    def spiking_specs(self) -> list[LayerSpec]:
+        """The plan entries of the spiking layers l = 1..D, in order."""
+        return [s for s in self.plan if s.spiking]
+
+    def forward(
+        self, x: torch.Tensor, mode: str = "smooth", return_trace: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[LayerTrace]]:
+        cfg = self.config
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        expected = (cfg.T, *cfg.input_shape)
+        if x.dim() != 2 + len(cfg.input_shape) or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected frames of shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        a = x.to(self.readout.weight.dtype)
+        B, T = a.shape[0], a.shape[1]
+        trace: list[LayerTrace] = []
+        for spec in self.plan:
+            if spec.kind == "pool":
+                a = F.avg_pool2d(a.flatten(0, 1), spec.kernel).unflatten(0, (B, T))
+            elif spec.kind == "flatten":
+                a = a.flatten(2)
+            else:
+                layer = self.layers[spec.index]
+                if spec.kind == "dense":
+                    currents = layer(a.flatten(2))  # all T in one matmul
+                else:
+                    currents = layer(a.flatten(0, 1)).unflatten(0, (B, T))
+                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, mode=mode)
+                trace.append(LayerTrace(u, a))
+        logits = self.readout(a.flatten(2).mean(dim=1))  # (1/T) sum_t (W^o s_t + b^o)
+        if return_trace:
+            return logits, trace
+        return logits
