@@ -1,0 +1,113 @@
+"""Checkpoints as plain data, written atomically, read with ``weights_only=True`` (DESIGN.md).
+
+Layout: ``{"format": "sast-checkpoint", "version": 1, "config": {...}, "model":
+state_dict, ...}`` plus whatever state the caller adds (optimizer, step, rng, ...).
+Only tensors, numbers, strings, lists and dicts are stored, so the file loads with
+PyTorch's restricted unpickler; a file that carries pickled code is refused and
+none of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "sast-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line and names the file."""
+
+
+def atomic_write_bytes(path: str | Path, write) -> None:
+    """Write a file atomically: ``write(fileobj)`` into a temporary file beside it, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text atomically (temporary file, fsync, os.replace)."""
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save(path: str | Path, model: nn.Module, **state: Any) -> None:
+    """Save ``model`` (an SNN with a ``config``) and extra plain-data ``state`` atomically."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError("save() needs an SNN whose .config has to_dict()")
+    payload = {"format": FORMAT, "version": VERSION, "config": config.to_dict(),
+               "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    clash = set(state) & set(payload)
+    if clash:
+        raise ValueError(f"state keys {sorted(clash)} are reserved by the checkpoint format")
+    payload.update(state)
+    atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and validate a checkpoint's plain data (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused, the file holds pickled objects that are not plain data ({first[:160]}); "
+            "only trusted sast checkpoints can be read"
+        ) from None
+    except Exception as e:  # torch.load raises many types on a damaged file (RuntimeError, EOFError, KeyError...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first[:160]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a sast checkpoint (expected format {FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {ckpt.get('version')!r} is not supported (this toolkit reads {VERSION})"
+        )
+    for key in ("config", "model"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint lacks the {key!r} entry")
+    return ckpt
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Load a checkpoint: returns ``(model, checkpoint)``; the model is in eval mode."""
+    from sast.model import SNN, SNNConfig
+
+    ckpt = read(path, map_location)
+    try:
+        model = SNN(SNNConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: model config or weights do not fit: {first[:200]}") from None
+    model.eval()
+    return model.to(map_location), ckpt
