@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each sets up .venv first).
+# Where no NVIDIA GPU is present, the CPU build of PyTorch is installed first (TORCH_CPU), so
+# that the project's `torch>=2.6` is already met and no multi-gigabyte CUDA build is pulled.
+# On a machine without a local CPU wheel, pass e.g.
+#   make demo TORCH_CPU="torch --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CPU ?= torch==2.13.0
+EXTRAS ?= test
+STAMP := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: demo test test-slow bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: installing PyTorch from the package index"; \
+	else \
+	  $(PY) -m pip install -q $(TORCH_CPU); \
+	fi
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m sast.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,427 @@
+"""Train one SNN with HFSB, SF or SAST and write a run folder (DESIGN.md).
+
+    python -m sast.train --method sast --rho 0.3
+
+Methods (THEORY.md "The model"):
+  hfsb  hard forward, surrogate backward (the conventional, biased gradient)
+  sf    smooth forward: the exact gradient of the smooth (sigmoid-spike) model
+  sast  SF trained with SAM (T6); the perturbation uses an independent minibatch
+
+The run folder holds config.json, metrics.jsonl (one JSON record a line), ckpt.pt
+(the latest epoch) and best.pt (the best validation accuracy). Training resumes
+from ckpt.pt with --resume and then continues exactly as an uninterrupted run.
+Exit codes: 0 done, 2 bad input, 3 the loss became NaN or infinite (the last good
+checkpoint is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from sast import checkpoint
+from sast.evaluate import accuracy_and_loss, predict_logits
+from sast.model import SNN, SNNConfig
+from sast.runlog import MetricsLog, environment, read_jsonl, write_json
+from sast.sam import OPTIMIZERS, StepStats, make_optimizer, sam_step, sgd_step
+
+METHODS = ("hfsb", "sf", "sast")
+SAM_BATCHES = ("independent", "same")
+
+# The architecture each dataset trains with unless --layers says otherwise.
+DEFAULT_LAYERS: dict[str, list[str]] = {
+    "synth-nmnist": ["dense:256"],
+    "nmnist": ["dense:256"],
+    "synth-gesture": ["conv:16:3:2", "conv:32:3:2", "pool:2", "dense:128"],
+    "dvsgesture": ["conv:16:3:2", "conv:32:3:2", "pool:2", "dense:128"],
+}
+VALIDATION_FRACTION = 0.1  # of the training split, held out for best.pt and calibration
+VALIDATION_SEED = 12345  # fixed, so every method and seed shares one validation set
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (written to config.json and the checkpoint)."""
+
+    data: str = "synth-nmnist"
+    method: str = "sf"
+    rho: float = 0.0
+    sam_batch: str = "independent"
+    optimizer: str = "sgd"
+    lr: float = 0.5
+    batch_size: int = 64
+    epochs: int = 8
+    seed: int = 0
+    device: str = "cpu"
+    layers: list[str] = field(default_factory=list)  # empty: the dataset's default
+    T: int = 20
+    lam: float = 0.9
+    theta: float = 1.0
+    beta: float = 0.5
+    reset: str = "zero"
+    clip: int = 1
+    root: str | None = None
+    cache_dir: str | None = None
+    limit: int | None = None  # use only the first N samples of each split (quick runs, tests)
+    log_every: int = 10
+
+    def validate(self) -> None:
+        def bad(msg: str) -> ValueError:
+            return ValueError(msg)
+
+        if self.method not in METHODS:
+            raise bad(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.sam_batch not in SAM_BATCHES:
+            raise bad(f"unknown --sam-batch {self.sam_batch!r}: expected one of {', '.join(SAM_BATCHES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad(f"unknown optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if not (self.rho >= 0 and math.isfinite(self.rho)):
+            raise bad(f"rho must be a finite number >= 0, got {self.rho}")
+        if self.method != "sast" and self.rho != 0:
+            raise bad(f"--rho {self.rho} needs --method sast (method {self.method!r} does no perturbation)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("batch_size", "epochs", "T", "log_every"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip <= 0:
+            raise bad(f"clip (X_inf) must be > 0, got {self.clip}")
+        if self.limit is not None and self.limit * (1 - VALIDATION_FRACTION) < self.batch_size:
+            raise bad(f"--limit {self.limit} leaves less than one training batch ({self.batch_size})")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise bad(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise bad(f"unknown device {self.device!r}: expected cpu, cuda or cuda:N")
+
+    @property
+    def train_mode(self) -> str:
+        """The spike mode of the training forward pass."""
+        return "hfsb" if self.method == "hfsb" else "smooth"
+
+    @property
+    def native_mode(self) -> str:
+        """The mode the method is meant to be evaluated in (for best.pt)."""
+        return "hard" if self.method == "hfsb" else "smooth"
+
+    def resolved_layers(self) -> list[str]:
+        if self.layers:
+            return list(self.layers)
+        if self.data not in DEFAULT_LAYERS:
+            raise ValueError(f"no default architecture for dataset {self.data!r}; pass --layers")
+        return list(DEFAULT_LAYERS[self.data])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Split:
+    """Frames (N, T, ...) as compact integers and labels (N,), kept on the CPU."""
+
+    frames: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.frames[idx].to(device, torch.float32), self.labels[idx].to(device)
+
+
+@dataclass
+class Data:
+    train: Split
+    val: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def load_data(cfg: TrainConfig, progress: bool = True) -> Data:
+    """The training split (less a fixed validation part) and the test split of ``cfg.data``."""
+    from sast.data import frame_dataset
+
+    kw = dict(root=cfg.root, clip=cfg.clip, cache_dir=cfg.cache_dir, limit=cfg.limit, progress=progress)
+    train = frame_dataset(cfg.data, "train", cfg.T, **kw)
+    test = frame_dataset(cfg.data, "test", cfg.T, **kw)
+    n = len(train.labels)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    n_val = max(1, int(round(VALIDATION_FRACTION * n)))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return Data(
+        train=Split(train.frames[train_idx], train.labels[train_idx]),
+        val=Split(train.frames[val_idx], train.labels[val_idx]),
+        test=Split(test.frames, test.labels),
+        input_shape=tuple(train.input_shape),
+        num_classes=int(train.num_classes),
+    )
+
+
+def model_config(cfg: TrainConfig, data: Data) -> SNNConfig:
+    return SNNConfig(
+        input_shape=data.input_shape, layers=cfg.resolved_layers(), T=cfg.T, lam=cfg.lam, theta=cfg.theta,
+        beta=cfg.beta, reset=cfg.reset, num_classes=data.num_classes,
+    )
+
+
+class Callback:
+    """Hooks into the training loop; the checks monitor is one. All methods are optional."""
+
+    def on_train_start(self, run: "Run") -> None: ...
+
+    def on_step_end(self, run: "Run", stats: StepStats) -> None: ...
+
+    def on_epoch_end(self, run: "Run", record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, run: "Run") -> None: ...
+
+
+@dataclass
+class Run:
+    """What callbacks see: the live model and optimizer, the data, the log, the counters."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model: SNN
+    optimizer: torch.optim.Optimizer
+    data: Data
+    log: MetricsLog
+    step: int = 0
+    epoch: int = 0
+    grad_evals: int = 0
+
+    def loss_fn(self, model, batch) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x, mode=self.cfg.train_mode), y)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def evaluate_split(model: SNN, split: Split, device) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for mode in ("smooth", "hard"):
+        acc, loss = accuracy_and_loss(predict_logits(model, split.frames, mode, device=device), split.labels)
+        out[f"{mode}_acc"], out[f"{mode}_loss"] = acc, loss
+    return out
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    """A shuffled epoch of full minibatches (the last partial batch is dropped: b is fixed in T6)."""
+    perm = torch.randperm(n, generator=gen)
+    n_batches = n // batch_size
+    return perm[: n_batches * batch_size].view(n_batches, batch_size)
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    progress: bool = True,
+    data: Data | None = None,
+) -> dict[str, Any]:
+    """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "ckpt.pt"
+    if resume and not ckpt_path.exists():
+        raise ValueError(f"--resume: {ckpt_path} does not exist; start without --resume")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    device = torch.device(cfg.device)
+    data = data if data is not None else load_data(cfg, progress)
+    torch.manual_seed(cfg.seed)
+    model = SNN(model_config(cfg, data)).to(device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    gen_update = torch.Generator().manual_seed(cfg.seed * 2 + 1)
+    gen_perturb = torch.Generator().manual_seed(cfg.seed * 2 + 2)
+    start_epoch, step, grad_evals, best = 0, 0, 0, -1.0
+    if resume:
+        _, ckpt = checkpoint.load(ckpt_path)
+        saved = TrainConfig.from_dict(ckpt["train_config"])
+        if saved.to_dict() != cfg.to_dict():
+            diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
+            raise ValueError(f"--resume with different settings ({', '.join(diff)}) than {ckpt_path}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        gen_update.set_state(ckpt["rng"]["update"])
+        gen_perturb.set_state(ckpt["rng"]["perturb"])
+        start_epoch, step, grad_evals, best = ckpt["epoch"], ckpt["step"], ckpt["grad_evals"], ckpt["best"]
+        MetricsLog.truncate_after(run_dir / "metrics.jsonl", step)
+        if start_epoch >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation
+            evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("kind") == "eval"]
+            if evals:
+                return evals[-1]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": model.config.to_dict(),
+                                            "environment": environment(), "device": str(device)})
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
+    n_batches = len(data.train) // cfg.batch_size
+    bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
+               desc=f"{cfg.method}{'' if cfg.method != 'sast' else f' rho={cfg.rho:g}'}", unit="step",
+               file=sys.stderr, dynamic_ncols=True)
+    record: dict[str, Any] = {}
+    try:
+        for cb in callbacks:
+            cb.on_train_start(run)
+        for epoch in range(start_epoch, cfg.epochs):
+            run.epoch = epoch
+            model.train()
+            batches = _batches(len(data.train), cfg.batch_size, gen_update)
+            if cfg.method == "sast" and cfg.sam_batch == "independent":
+                perturb_batches = _batches(len(data.train), cfg.batch_size, gen_perturb)
+            else:
+                perturb_batches = batches
+            t0 = time.perf_counter()
+            window: list[float] = []
+            for i in range(n_batches):
+                batch = data.train.batch(batches[i], device)
+                if cfg.method == "sast":
+                    pbatch = data.train.batch(perturb_batches[i], device) if perturb_batches is not batches else batch
+                    stats = sam_step(model, optimizer, run.loss_fn, pbatch, batch, cfg.rho)
+                else:
+                    stats = sgd_step(model, optimizer, run.loss_fn, batch)
+                if not math.isfinite(stats.loss) or (stats.perturbed_loss is not None
+                                                     and not math.isfinite(stats.perturbed_loss)):
+                    log.log({"kind": "error", "step": run.step, "epoch": epoch, "error": "non-finite loss"})
+                    raise TrainingDiverged(
+                        f"the loss became {stats.loss} at step {run.step} (epoch {epoch}); the last good checkpoint "
+                        f"is {ckpt_path if ckpt_path.exists() else 'absent (no epoch finished)'}; try a smaller --lr"
+                    )
+                run.step += 1
+                run.grad_evals += stats.grad_evals
+                window.append(stats.loss)
+                if run.step % cfg.log_every == 0:
+                    log.log({"kind": "train", "step": run.step, "epoch": epoch, "loss": sum(window) / len(window),
+                             "grad_norm": stats.grad_norm, "grad_evals": run.grad_evals,
+                             **({"perturbed_loss": stats.perturbed_loss} if stats.perturbed_loss is not None else {})})
+                    window = []
+                for cb in callbacks:
+                    cb.on_step_end(run, stats)
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
+            seconds = time.perf_counter() - t0
+            model.eval()
+            val = evaluate_split(model, data.val, device)
+            test = evaluate_split(model, data.test, device)
+            record = {"kind": "eval", "step": run.step, "epoch": epoch + 1, "seconds": seconds,
+                      "grad_evals": run.grad_evals,
+                      **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
+            record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
+            log.log(record)
+            bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
+            state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
+                         step=run.step, grad_evals=run.grad_evals,
+                         rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()})
+            score = val[f"{cfg.native_mode}_acc"]
+            if score > best:
+                best = score
+                checkpoint.save(run_dir / "best.pt", model, best=best, **state)
+            checkpoint.save(ckpt_path, model, best=best, **state)
+            for cb in callbacks:
+                cb.on_epoch_end(run, record)
+        for cb in callbacks:
+            cb.on_train_end(run)
+    finally:
+        bar.close()
+        log.close()
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m sast.train",
+        description="Train one spiking network with HFSB, SF or SAST and write a run folder "
+        "(config.json, metrics.jsonl, ckpt.pt, best.pt).",
+        epilog="Exit codes: 0 done, 2 bad input, 3 training diverged (NaN/inf loss; last good checkpoint kept).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", default=d.data, help="dataset name (synth-nmnist, synth-gesture, nmnist, dvsgesture)")
+    p.add_argument("--method", default=d.method, help="hfsb | sf | sast")
+    p.add_argument("--rho", type=float, default=None, help="SAM radius (sast only; default 0.3 for sast)")
+    p.add_argument("--sam-batch", default=d.sam_batch, help="independent: a second minibatch for the perturbation "
+                   "(THEORY.md T6); same: the update batch (Foret et al.'s SAM)")
+    p.add_argument("--optimizer", default=d.optimizer, help="base step: sgd (T6 applies), momentum, adam")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate eta")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and shuffling "
+                   "(CPU runs repeat bit for bit)")
+    p.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
+    p.add_argument("--layers", default=None, help="comma-separated layers, e.g. 'conv:16:3:2,pool:2,dense:128' "
+                   "(default: the dataset's architecture)")
+    p.add_argument("--T", type=int, default=d.T, help="number of time bins")
+    p.add_argument("--lam", type=float, default=d.lam, help="membrane leak lambda in [0, 1)")
+    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold")
+    p.add_argument("--beta", type=float, default=d.beta, help="sigmoid steepness of the smooth spike")
+    p.add_argument("--reset", default=d.reset, help="zero | subtract")
+    p.add_argument("--clip", type=int, default=d.clip, help="events per pixel and bin are clipped at this (X_inf, 1-255)")
+    p.add_argument("--root", default=None, help="folder holding a real dataset (nmnist, dvsgesture)")
+    p.add_argument("--cache-dir", default=None, help="frame cache folder (default $SAST_CACHE or ~/.cache/sast)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
+    p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    rho = args.rho if args.rho is not None else (0.3 if args.method == "sast" else 0.0)
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else []
+    return TrainConfig(
+        data=args.data, method=args.method, rho=rho, sam_batch=args.sam_batch, optimizer=args.optimizer,
+        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
+        layers=layers, T=args.T, lam=args.lam, theta=args.theta, beta=args.beta, reset=args.reset,
+        clip=args.clip, root=args.root, cache_dir=args.cache_dir, limit=args.limit,
+    )
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    rho = f"-rho{cfg.rho:g}" if cfg.method == "sast" else ""
+    return Path("runs") / f"{cfg.data}-{cfg.method}{rho}-s{cfg.seed}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        cfg.validate()
+        SNNConfig(input_shape=(1,), layers=["dense:1"], T=cfg.T, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta,
+                  reset=cfg.reset)  # neuron constants checked before any data is made
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+        summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"run folder: {run_dir}")
+    print(f"test accuracy  smooth {summary['test_smooth_acc']:.4f}  hard {summary['test_hard_acc']:.4f}  "
+          f"gap {summary['test_gap']:+.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
