@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch import nn
 
 FORMAT = "sast-checkpoint"
 VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 class CheckpointError(ValueError):
@@ -75,13 +77,18 @@ def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with path.open("rb") as f:
+        magic = f.read(len(ZIP_MAGIC))
+    if magic != ZIP_MAGIC:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt? it is not a torch.save archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global:) [^\s]+", str(e))
+        why = found.group(0) if found else "objects other than tensors and plain containers"
         raise CheckpointError(
-            f"{path}: refused, the file holds pickled objects that are not plain data ({first[:160]}); "
-            "only trusted sast checkpoints can be read"
+            f"{path}: refused, the file holds pickled code or objects that are not plain data ({why}); "
+            "nothing of it was run"
         ) from None
     except Exception as e:  # torch.load raises many types on a damaged file (RuntimeError, EOFError, KeyError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,6 +1,17 @@
-"""Evaluation of a trained SNN in smooth and hard mode."""
+"""Evaluate a checkpoint in smooth and hard mode: transfer (E1), deployment (E2), calibration.
+
+    python -m sast.evaluate --model runs/demo/sf/ckpt.pt
+
+Prints a table and writes JSON (``evaluation.json`` beside the checkpoint, or --json).
+Exit codes: 0 done, 2 bad input (one line on stderr).
+"""
 
 from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,3 +40,86 @@ def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
     acc = (logits.argmax(dim=1) == labels).double().mean().item()
     loss = F.cross_entropy(logits, labels).item()
     return acc, loss
+
+
+def checkpoint_split(
+    ckpt: dict[str, Any], split: str = "test", *, data: str | None = None, root: str | None = None,
+    limit: int | None = None, cache_dir: str | None = None, progress: bool = True,
+):
+    """The frames and labels of ``split`` of the data set a checkpoint was trained on (or ``data``).
+
+    Uses the checkpoint's binning (T, clip) so that the frames fit the model.
+    """
+    from sast.data import frame_dataset
+
+    tc = ckpt.get("train_config") or {}
+    name = data or tc.get("data")
+    if not name:
+        raise ValueError("the checkpoint does not say which data set it was trained on; pass --data NAME")
+    T = ckpt["config"]["T"]
+    ds = frame_dataset(name, split, T, root=root if root is not None else tc.get("root"),
+                       clip=tc.get("clip", 1), cache_dir=cache_dir if cache_dir is not None else tc.get("cache_dir"),
+                       limit=limit if limit is not None else tc.get("limit"), progress=progress)
+    if tuple(ds.input_shape) != tuple(ckpt["config"]["input_shape"]):
+        raise ValueError(f"data set {name!r} has input shape {tuple(ds.input_shape)}, the model expects "
+                         f"{tuple(ckpt['config']['input_shape'])}")
+    return ds.frames, ds.labels
+
+
+def format_table(res: dict[str, Any]) -> str:
+    rows = [
+        ("accuracy", f"{res['smooth_acc']:.4f}", f"{res['hard_acc']:.4f}"),
+        ("transfer gap (smooth - hard)", f"{res['gap']:+.4f}", ""),
+        ("prediction agreement", f"{res['agreement']:.4f}", ""),
+        ("logit discrepancy (mean / max)", f"{res['logit_discrepancy']:.4f}", f"{res['logit_discrepancy_max']:.4f}"),
+        ("soft-band fraction per layer", " ".join(f"{v:.3f}" for v in res["soft_band_fraction"]),
+         " ".join(f"{v:.3f}" for v in res["soft_band_fraction_hard"])),
+        ("INT8 hard accuracy (E2)", "", f"{res['int8_hard_acc']:.4f}"),
+        ("SynOps per sample (E2)", f"{res['synops_smooth']:.4g}", f"{res['synops_hard']:.4g}"),
+        ("ECE, 15 bins", f"{res['ece_smooth']:.4f}", f"{res['ece_hard']:.4f}"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{w}}  {'smooth':>14}  {'hard':>14}"]
+    lines += [f"{a:<{w}}  {b:>14}  {c:>14}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sast import checkpoint
+    from sast.runlog import write_json
+    from sast.transfer import diagnostics
+
+    p = argparse.ArgumentParser(prog="python -m sast.evaluate", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
+    p.add_argument("--data", default=None, help="data set name (default: the one the model was trained on)")
+    p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
+    p.add_argument("--split", default="test", help="train or test")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
+    p.add_argument("--cache-dir", default=None, help="frame cache folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default=None, help="write JSON here (default: evaluation.json beside the checkpoint)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+        model, ckpt = checkpoint.load(args.model)
+        frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, limit=args.limit,
+                                          cache_dir=args.cache_dir, progress=not args.no_progress)
+        res = diagnostics(model, frames, labels, device=args.device)
+    except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    res = {"model": str(args.model), "split": args.split, "data": args.data or ckpt.get("train_config", {}).get("data"),
+           **res}
+    out = Path(args.json) if args.json else Path(args.model).parent / "evaluation.json"
+    write_json(out, res)
+    print(f"{res['data']} {args.split} split, {res['n']} samples, {args.model}")
+    print(format_table(res))
+    print(f"JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
