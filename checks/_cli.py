@@ -1,0 +1,162 @@
+"""Shared machinery of the check command lines: flags, probe data from a checkpoint, verdicts.
+
+Every ``python -m checks.NAME`` takes ``--model ckpt.pt`` and needs nothing else: the
+checkpoint's configuration names the data set and binning, from which a fixed probe
+set is drawn (``--batch`` samples of ``--split``, chosen by ``--seed``). Exit codes:
+0 nothing violated (all hold, or assumptions fail, or not applicable), 1 a bound is
+violated, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from checks._result import CheckResult
+from sast import checkpoint
+from sast.model import SNN
+
+DEFAULT_PROBE = 64  # probe samples: enough for stable curvature estimates, cheap on a laptop
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class CheckInputError(ValueError):
+    """Bad input to a check (wrong probe shape, unsupported architecture, ...): exit 2."""
+
+
+@dataclass
+class Loaded:
+    model: SNN
+    ckpt: dict[str, Any]
+    probe: tuple[torch.Tensor, torch.Tensor]
+    run_dir: Path
+    device: torch.device
+    dtype: torch.dtype
+
+
+def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) -> None:
+    """The shared flags: --model --data --root --split --batch --seed --device --dtype --json."""
+    p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
+    p.add_argument("--data", default=None, help="data set for the probe (default: the model's training data)")
+    p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
+    p.add_argument("--split", default="test", help="split the probe set is drawn from (train or test)")
+    p.add_argument("--batch", type=int, default=batch, help="probe set size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe draw and of random starts")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="precision of the estimates")
+    p.add_argument("--cache-dir", default=None, help="frame cache folder")
+    p.add_argument("--json", default=None, help="also write the result(s) as JSON to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def probe_from_split(frames: torch.Tensor, labels: torch.Tensor, batch: int, seed: int):
+    """A fixed probe set: ``batch`` samples drawn without replacement by ``seed`` (sorted order)."""
+    if batch < 1:
+        raise CheckInputError(f"--batch must be >= 1, got {batch}")
+    n = len(labels)
+    if n == 0:
+        raise CheckInputError("the probe split is empty")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(batch, n)].sort().values
+    return frames[idx].float(), labels[idx]
+
+
+def load(args: argparse.Namespace) -> Loaded:
+    """The model (eval mode, on --device, in --dtype) and its probe set, from the flags."""
+    from sast.evaluate import checkpoint_split
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckInputError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    model, ckpt = checkpoint.load(args.model)
+    frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, cache_dir=args.cache_dir,
+                                      progress=not args.no_progress)
+    x, y = probe_from_split(frames, labels, args.batch, args.seed)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    model = model.to(device=device, dtype=dtype).eval()
+    return Loaded(model, ckpt, (x.to(device, dtype), y.to(device)), Path(args.model).parent, device, dtype)
+
+
+def check_probe(model: SNN, probe: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Raise CheckInputError unless ``probe`` is (x, y) with x (B, T, *input_shape) and y (B,)."""
+    if not (isinstance(probe, (tuple, list)) and len(probe) == 2):
+        raise CheckInputError("probe must be a tuple (x, y) of tensors")
+    x, y = probe
+    cfg = model.config
+    want = (cfg.T, *cfg.input_shape)
+    if x.dim() != 2 + len(cfg.input_shape) or tuple(x.shape[1:]) != want:
+        raise CheckInputError(f"probe x must have shape (B, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+    if y.dim() != 1 or len(y) != len(x):
+        raise CheckInputError(f"probe y must have shape ({len(x)},), got {tuple(y.shape)}")
+
+
+def format_results(results: Sequence[CheckResult]) -> str:
+    """A verdict table: ID, name, status, bound, estimate, slack (bound / estimate)."""
+    head = f"{'ID':<4} {'check':<22} {'status':<17} {'bound':>11} {'estimate':>11} {'slack':>10}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        bound = "-" if r.bound is None else f"{r.bound:.4g}"
+        est = "-" if r.estimate is None else f"{r.estimate:.4g}"
+        if r.bound is None or r.estimate is None:
+            slack = "-"
+        elif r.estimate == 0:
+            slack = "est. = 0"
+        else:
+            ratio = r.bound / r.estimate
+            slack = f"{ratio:.2f}x" if ratio < 100 else f"{ratio:.3g}x"
+        status = r.status.upper() if r.status == "violated" else r.status
+        lines.append(f"{r.id:<4} {r.name[:22]:<22} {status:<17} {bound:>11} {est:>11} {slack:>10}")
+        why = r.details.get("reason") if isinstance(r.details, dict) else None
+        if why:
+            lines.append(f"     {why}")
+        if r.converged is False:
+            lines.append("     (the estimator did not converge; the estimate is a lower estimate)")
+    return "\n".join(lines)
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    return 1 if any(r.status == "violated" for r in results) else 0
+
+
+def write_results(path: str | Path, results: Sequence[CheckResult]) -> None:
+    from sast.runlog import write_json
+
+    write_json(path, [r.to_json() for r in results])
+
+
+def run_cli(
+    prog: str,
+    description: str,
+    run: Callable[..., CheckResult],
+    argv: Sequence[str] | None,
+    *,
+    add_flags: Callable[[argparse.ArgumentParser], None] | None = None,
+    options: Callable[[argparse.Namespace, Loaded], dict[str, Any]] | None = None,
+    batch: int = DEFAULT_PROBE,
+) -> int:
+    """The body of every single-check ``main``: parse, load, run, print, write JSON, exit code."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="Exit codes: 0 nothing violated, 1 a bound is violated, 2 bad input.")
+    add_common_flags(p, batch=batch)
+    if add_flags:
+        add_flags(p)
+    args = p.parse_args(argv)
+    try:
+        loaded = load(args)
+        kwargs = options(args, loaded) if options else {}
+        t0 = time.perf_counter()
+        result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
+    except (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.model}: {len(loaded.probe[1])} probe samples, {args.dtype}, {args.device}, "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(format_results([result]))
+    if args.json:
+        write_results(args.json, [result])
+    return exit_code([result])

@@ -1,0 +1,59 @@
+"""T2 (compact state stability): observed membrane ranges per layer, smooth and hard, inside I_l.
+
+    python -m checks.state_bounds --model ckpt.pt
+
+T2 bounds every membrane value u^l_{t,i}, t <= T, by an interval that needs no
+contraction and holds in hard mode too; the check compares the observed minimum and
+maximum per layer and mode with the interval at t = T (the tightest that covers every
+observed step). Any violation is a bug, in the model or in the bound.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from checks._cli import check_probe, run_cli
+from checks._common import Stopwatch, bound_details, merged_assumptions, traces, worst
+from checks._result import CheckResult, make_result
+from checks.constants import model_constants
+from sast.model import SNN
+from theory import bounds
+
+MODES = ("smooth", "hard")
+
+
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
+        **_: object) -> CheckResult:
+    """T2: per layer and mode, the observed u range against the interval at t = T."""
+    check_probe(model, probe)
+    sw = Stopwatch()
+    x, _ = probe
+    rec = bounds.state_interval(model_constants(model, x))
+    interval = rec.details.get("I_T") or rec.details.get("I")
+    observed = {mode: [(float(u.min()), float(u.max())) for u in traces(model, x, mode)] for mode in MODES}
+    details = {"interval": interval, "observed": observed, **bound_details(rec)}
+    if not interval:
+        return make_result("T2", "state bounds", bound=None, estimate=None, assumptions=rec.assumptions,
+                           seed=seed, dtype=x.dtype, device=x.device, seconds=sw.seconds, details=details)
+    # each side of each interval is one comparison: |observed end| against |interval end| on that side
+    sides = {}
+    for mode in MODES:
+        for l, ((u_lo, u_hi), (lo, hi)) in enumerate(zip(observed[mode], interval)):
+            sides[(mode, l, "max")] = (max(u_hi, 0.0), hi)
+            sides[(mode, l, "min")] = (max(-u_lo, 0.0), -lo)
+    ratios = {k: (e / b if b > 0 else (0.0 if e == 0 else float("inf"))) for k, (e, b) in sides.items()}
+    key = worst(ratios)
+    details["worst"] = {"mode": key[0], "layer": key[1] + 1, "side": key[2]}
+    estimate, bound = sides[key]
+    return make_result("T2", "state bounds", bound=bound, estimate=estimate, assumptions=merged_assumptions(rec),
+                       seed=seed, dtype=x.dtype, device=x.device, seconds=sw.seconds, details=details)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("python -m checks.state_bounds", __doc__.splitlines()[0], run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
