@@ -1,0 +1,238 @@
+"""Dataset names, what each one is, and the two ways to load one: as events or as frames.
+
+``DATASETS`` maps a name to a ``DatasetSpec``: plain, immutable facts (sensor
+size, classes, default T, how to produce its events) and no live objects;
+loading builds a fresh ``EventSet`` or ``FrameDataset`` on every call, with
+frames served from the on-disk cache (``sast.data.cache``) when present.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sast.data import synth_nmnist
+from sast.data.cache import FrameKey, frame_cache_path, load_frames, save_frames
+from sast.data.events import DEFAULT_CLIP, EventSet, check_clip, check_split, downsampled_size, to_frames
+
+DATASET_DURATION = "dataset"
+"""``frame_dataset(duration=DATASET_DURATION)``: bin over the dataset's nominal recording window."""
+
+
+class EventsFn(Protocol):
+    """Produces the event recordings of one split of a dataset."""
+
+    def __call__(
+        self, split: str, *, seed: int, root: str | os.PathLike[str] | None, limit: int | None, progress: bool
+    ) -> EventSet: ...
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset name stands for.
+
+    ``duration_us`` is the nominal recording window [0, duration_us) that
+    frames are binned over by default (None: bin each recording's own event
+    range, as tonic); ``version`` names the generator or reader, and is part
+    of the frame cache key.
+    """
+
+    name: str
+    description: str
+    sensor_size: tuple[int, int, int]  # (W, H, P), as tonic
+    num_classes: int
+    default_T: int
+    default_downsample: int
+    duration_us: int | None
+    version: str
+    events: EventsFn
+
+
+def _synth_nmnist_events(
+    split: str, *, seed: int, root: str | os.PathLike[str] | None, limit: int | None, progress: bool
+) -> EventSet:
+    del root  # synthetic: nothing to read
+    return synth_nmnist.generate(split, seed, limit=limit, progress=progress)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    synth_nmnist.NAME: DatasetSpec(
+        name=synth_nmnist.NAME,
+        description="scikit-learn digits seen by a simulated DVS during three saccades (embedded, no download)",
+        sensor_size=synth_nmnist.SENSOR_SIZE,
+        num_classes=synth_nmnist.NUM_CLASSES,
+        default_T=20,  # 15 ms bins over the 300 ms recording
+        default_downsample=1,
+        duration_us=synth_nmnist.RECORDING_DURATION_US,
+        version=f"synth-nmnist-{synth_nmnist.GENERATOR_VERSION}",
+        events=_synth_nmnist_events,
+    ),
+    # Add here, one entry each, with a module beside this one producing its events:
+    #   "synth-gesture": 11 parametric motion classes, 128x128 sensor, default_downsample=4;
+    #   "nmnist", "dvsgesture": the real recordings read through tonic from files under
+    #   `root` (never downloaded without asking), duration_us=None for dvsgesture.
+}
+
+PLANNED = ("synth-gesture", "nmnist", "dvsgesture")
+"""Names reserved for datasets not implemented yet (named in errors, not loadable)."""
+
+
+def dataset_names() -> list[str]:
+    """The names ``event_dataset`` and ``frame_dataset`` accept."""
+    return sorted(DATASETS)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of dataset ``name``; a one-line ValueError naming the known ones and the closest match."""
+    if name in DATASETS:
+        return DATASETS[name]
+    known = ", ".join(dataset_names())
+    if name in PLANNED:
+        raise ValueError(f"dataset {name!r} is planned but not implemented yet; available: {known}")
+    close = difflib.get_close_matches(str(name), list(DATASETS) + list(PLANNED), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown dataset {name!r}; known: {known}{hint}")
+
+
+def event_dataset(
+    name: str,
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+) -> EventSet:
+    """The recordings of ``split`` of dataset ``name``: a sequence of ``(events, label)``.
+
+    ``root`` is the folder of a real dataset (ignored by synthetic ones);
+    ``seed`` the generation seed of a synthetic one; ``limit`` keeps the first
+    ``limit`` recordings (samples; quick runs, tests), and a synthetic set
+    generates only those.
+    """
+    spec = get_spec(name)
+    check_split(split)
+    return spec.events(split, seed=seed, root=root, limit=limit, progress=progress)
+
+
+class FrameDataset(Sequence):
+    """Binned frames of one split: a sequence of ``(frames float32 (T, P, H, W), label int)``.
+
+    For batches, index the tensors directly: ``frames`` (uint8, (N, T, P, H, W),
+    clipped counts in [0, clip]) and ``labels`` (int64, (N,)), e.g.
+    ``ds.frames[idx].float()``. ``sources[i]`` is the source item (image) of
+    sample i: passes over one image share it, so split train/validation by it.
+    """
+
+    def __init__(
+        self,
+        frames: torch.Tensor,
+        labels: torch.Tensor,
+        sources: torch.Tensor,
+        *,
+        spec: DatasetSpec,
+        split: str,
+        clip: int,
+        cache_path: Path | None = None,
+    ) -> None:
+        self.frames = frames
+        self.labels = labels
+        self.sources = sources
+        self.name = spec.name
+        self.split = split
+        self.num_classes = spec.num_classes
+        self.clip = clip
+        self.T = int(frames.shape[1])
+        self.input_shape: tuple[int, int, int] = tuple(int(s) for s in frames.shape[2:])  # (P, H, W)
+        self.cache_path = cache_path
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.frames[i].to(torch.float32), int(self.labels[i])
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameDataset({self.name!r}, split={self.split!r}, n={len(self)}, T={self.T}, "
+            f"input_shape={self.input_shape}, clip={self.clip})"
+        )
+
+
+def frame_dataset(
+    name: str,
+    split: str,
+    T: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    clip: float | int = DEFAULT_CLIP,
+    downsample: int | None = None,
+    duration: int | str | None = DATASET_DURATION,
+    cache_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+) -> FrameDataset:
+    """Frames of ``split`` of dataset ``name``, binned by ``sast.data.events.to_frames``, cached on disk.
+
+    ``T`` defaults to the dataset's ``default_T``, ``downsample`` to its
+    ``default_downsample``. ``duration``: ``"dataset"`` bins over the
+    dataset's nominal window [0, duration_us) (its event range when it has
+    none), None over each recording's event range (tonic's convention), a
+    whole number of microseconds over [0, duration). ``clip`` is X_inf, a
+    whole number from 1 to 255. ``seed`` and ``limit`` (the first ``limit``
+    samples) as in ``event_dataset``. See ``sast.data.cache`` for the cache
+    folder and key.
+    """
+    spec = get_spec(name)
+    check_split(split)
+    T = spec.default_T if T is None else T
+    if isinstance(T, bool) or int(T) != T or T < 1:
+        raise ValueError(f"T (number of time bins) must be a whole number >= 1, got {T!r}")
+    clip_int = check_clip(clip)
+    if clip_int is None:
+        raise ValueError("frame_dataset needs a clip (X_inf) from 1 to 255 (frames are stored as uint8); got None")
+    ds = spec.default_downsample if downsample is None else downsample
+    w, h, p = downsampled_size(spec.sensor_size, ds)
+    if duration == DATASET_DURATION:
+        duration = spec.duration_us
+    elif isinstance(duration, str) or (duration is not None and (int(duration) != duration or duration < 1)):
+        raise ValueError(
+            f"duration must be {DATASET_DURATION!r}, None (event range) or a whole number of microseconds >= 1; "
+            f"got {duration!r}"
+        )
+    key = FrameKey(
+        dataset=spec.name,
+        split=split,
+        T=int(T),
+        clip=clip_int,
+        downsample=int(ds),
+        duration=None if duration is None else int(duration),
+        seed=int(seed),
+        limit=None if limit is None else int(limit),
+        generator_version=spec.version,
+    )
+    path = frame_cache_path(key, cache_dir)
+    cached = load_frames(key, cache_dir)
+    if cached is not None:
+        return FrameDataset(*cached, spec=spec, split=split, clip=clip_int, cache_path=path)
+
+    events = event_dataset(name, split, root, seed=seed, limit=limit, progress=progress)
+    frames = np.empty((len(events), key.T, p, h, w), dtype=np.uint8)
+    for i in tqdm(range(len(events)), desc=f"{name} {split}: binning T={key.T}", unit="rec",
+                  file=sys.stderr, disable=not progress):
+        frames[i] = to_frames(events.events[i], spec.sensor_size, key.T, clip_int, key.downsample, key.duration)
+    path = save_frames(key, frames, events.labels, events.sources, cache_dir)
+    return FrameDataset(
+        torch.from_numpy(frames), torch.from_numpy(events.labels), torch.from_numpy(events.sources),
+        spec=spec, split=split, clip=clip_int, cache_path=path,
+    )
