@@ -94,8 +94,8 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "T", "log_every"):
             if getattr(self, name) < 1:
                 raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip <= 0:
-            raise bad(f"clip (X_inf) must be > 0, got {self.clip}")
+        if int(self.clip) != self.clip or not 1 <= self.clip <= 255:
+            raise bad(f"clip (X_inf) must be a whole number from 1 to 255 (frames are uint8), got {self.clip}")
         if self.limit is not None and self.limit * (1 - VALIDATION_FRACTION) < self.batch_size:
             raise bad(f"--limit {self.limit} leaves less than one training batch ({self.batch_size})")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -159,10 +159,14 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Data:
     kw = dict(root=cfg.root, clip=cfg.clip, cache_dir=cfg.cache_dir, limit=cfg.limit, progress=progress)
     train = frame_dataset(cfg.data, "train", cfg.T, **kw)
     test = frame_dataset(cfg.data, "test", cfg.T, **kw)
-    n = len(train.labels)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    n_val = max(1, int(round(VALIDATION_FRACTION * n)))
-    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    # validation: a fixed fraction of the training split's source recordings (all sensor passes of
+    # one source image go to the same side, so validation never sees a training image)
+    sources = train.sources
+    unique = torch.unique(sources)
+    perm = unique[torch.randperm(len(unique), generator=torch.Generator().manual_seed(VALIDATION_SEED))]
+    n_val = max(1, int(round(VALIDATION_FRACTION * len(unique))))
+    is_val = torch.isin(sources, perm[:n_val])
+    val_idx, train_idx = torch.nonzero(is_val).flatten(), torch.nonzero(~is_val).flatten()
     return Data(
         train=Split(train.frames[train_idx], train.labels[train_idx]),
         val=Split(train.frames[val_idx], train.labels[val_idx]),
