@@ -10,8 +10,7 @@ its fan-out (the number of synapses it drives in the next layer or the readout),
 summed over layers and time. Input events count as the spikes of layer 0; in smooth
 mode a "spike" is the real value s in (0, 1), so SynOps there is the expected count.
 
-ECE: expected calibration error with equal-width confidence bins (Guo et al., "On
-Calibration of Modern Neural Networks", ICML 2017).
+ECE: expected calibration error (15 equal-width bins, ``sast.calibration``).
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from sast.calibration import expected_calibration_error
 from sast.evaluate import EVAL_BATCH
 from sast.model import SNN, LayerSpec
 
 SOFT_BAND_WIDTH = 4.0  # in units of 1/beta: sig_beta(4) ~ 0.982, the band where sigmoid and Heaviside differ
-ECE_BINS = 15
 INT8_LEVELS = 127  # symmetric int8: integers in [-127, 127]
 
 
@@ -118,23 +117,6 @@ def _forward_all(model: SNN, frames: torch.Tensor, mode: str, device, fans: list
             synops += sum(float((s * f).sum()) for s, f in zip(spikes, fans))
     soft = [a / b for a, b in zip(n_band or [], n_total or [])]
     return torch.cat(logits), soft, synops / max(1, len(frames))
-
-
-def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
-    """ECE = sum_b (|B_b| / N) |acc(B_b) - conf(B_b)| over ``n_bins`` equal-width confidence bins."""
-    if len(labels) == 0:
-        raise ValueError("ECE of an empty set is undefined")
-    probs = torch.softmax(logits.double(), dim=1)
-    conf, pred = probs.max(dim=1)
-    correct = (pred == labels).double()
-    # bin b holds confidences in (b/n, (b+1)/n]; confidence is >= 1/classes > 0
-    bins = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.double().mean().item() * abs(correct[mask].mean().item() - conf[mask].mean().item())
-    return ece
 
 
 def diagnostics(model: SNN, frames: torch.Tensor, labels: torch.Tensor, device="cpu") -> dict[str, Any]:

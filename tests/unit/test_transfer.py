@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from sast.model import SNN, SNNConfig
-from sast.transfer import diagnostics, expected_calibration_error, fanouts, quantize_int8
+from sast.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from sast.transfer import diagnostics, fanouts, quantize_int8
 
 
 def _model(layers, input_shape=(2, 6, 6), seed=0):
@@ -119,3 +120,21 @@ def test_e1_fields_and_consistency():
     _, trace = model(x, return_trace=True)
     band = ((trace[0].u - 0.5).abs() < 4 / 3.0).float().mean().item()
     assert res["soft_band_fraction"] == [pytest.approx(band)]
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 5, dtype=torch.float64) * 2
+    labels = torch.distributions.Categorical(logits=true_logits).sample()
+    tau = fit_temperature(true_logits * 3.0, labels)  # over-confident by a factor 3
+    assert tau == pytest.approx(3.0, rel=0.1)
+    assert expected_calibration_error(true_logits * 3 / tau, labels) < expected_calibration_error(true_logits * 3, labels)
+
+
+def test_reliability_bins_add_up():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.1, 0.0]])
+    labels = torch.tensor([0, 0, 0, 1])
+    bins = reliability_bins(logits, labels)
+    assert sum(b["count"] for b in bins) == 4
+    ece = sum(b["count"] / 4 * abs(b["accuracy"] - b["confidence"]) for b in bins)
+    assert ece == pytest.approx(expected_calibration_error(logits, labels))
