@@ -131,14 +131,18 @@ def write_results(path: str | Path, results: Sequence[CheckResult]) -> None:
 def run_cli(
     prog: str,
     description: str,
-    run: Callable[..., CheckResult],
+    run: Callable[..., CheckResult | list[CheckResult]],
     argv: Sequence[str] | None,
     *,
     add_flags: Callable[[argparse.ArgumentParser], None] | None = None,
     options: Callable[[argparse.Namespace, Loaded], dict[str, Any]] | None = None,
     batch: int = DEFAULT_PROBE,
 ) -> int:
-    """The body of every single-check ``main``: parse, load, run, print, write JSON, exit code."""
+    """The body of every check module's ``main``: parse, load, run, print, write JSON, exit code.
+
+    ``run`` returns one CheckResult, or a list of them (``checks.transfer``: E1 and E2);
+    every result is printed in the table and written to ``--json`` (always as a list).
+    """
     p = argparse.ArgumentParser(prog=prog, description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Exit codes: 0 nothing violated, 1 a bound is violated, 2 bad input.")
@@ -151,12 +155,13 @@ def run_cli(
         kwargs = options(args, loaded) if options else {}
         t0 = time.perf_counter()
         result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
     except (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.model}: {len(loaded.probe[1])} probe samples, {args.dtype}, {args.device}, "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    print(format_results([result]))
+    print(format_results(results))
     if args.json:
-        write_results(args.json, [result])
-    return exit_code([result])
+        write_results(args.json, results)
+    return exit_code(results)
