@@ -448,7 +448,10 @@ def reproduce_command(run: Run) -> str:
     commit = env.get("git_commit")
     if isinstance(commit, str) and commit:
         lines.append(f"git checkout {shlex.quote(commit)}")
-    if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+    command = run.config.get("command") if isinstance(run.config, dict) else None
+    if isinstance(command, str) and command:  # the trainer's own reproducible command line
+        lines.append(command)
+    elif isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
         lines.append(command_line(argv))
     else:
         lines.append("# the command was not recorded (config.json has no environment.argv)")

@@ -123,6 +123,22 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def command(self, run_dir: str | Path | None = None) -> str:
+        """The ``python -m sast.train`` command line that trains exactly this configuration."""
+        import shlex
+
+        flags: list[str] = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None or f.name in ("log_every",):
+                continue
+            if f.name == "layers":
+                value = ",".join(self.resolved_layers())
+            flags += [f"--{f.name.replace('_', '-')}", str(value)]
+        if run_dir is not None:
+            flags += ["--run-dir", str(run_dir)]
+        return "python -m sast.train " + shlex.join(flags)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -277,6 +293,7 @@ def train(
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": model.config.to_dict(),
+                                            "command": cfg.command(run_dir),
                                             "environment": environment(), "device": str(device)})
     log = MetricsLog(run_dir / "metrics.jsonl")
     run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
@@ -387,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--monitor", default="default", help="live theory checks on a fixed probe set, logged to "
+                   "metrics.jsonl (checks.monitor presets): default (~5%% overhead), full, off")
     return p
 
 
@@ -414,7 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         SNNConfig(input_shape=(1,), layers=["dense:1"], T=cfg.T, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta,
                   reset=cfg.reset)  # neuron constants checked before any data is made
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
-        summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+        callbacks: list[Callback] = []
+        if args.monitor != "off":  # the composition root: checks is imported here only, never by sast's modules
+            from checks.monitor import Monitor
+
+            callbacks.append(Monitor(args.monitor))
+        summary = train(cfg, run_dir, callbacks=callbacks, resume=args.resume, progress=not args.no_progress)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

@@ -118,3 +118,17 @@ def test_existing_run_needs_resume(tmp_path, tiny_train_args, capsys):
     assert main([*tiny_train_args, "--epochs", "1", "--run-dir", str(run)]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main([*tiny_train_args, "--epochs", "2", "--run-dir", str(run), "--resume"]) == 2  # settings differ
+
+
+def test_recorded_command_reproduces_the_configuration(tmp_path, tiny_train_args):
+    import shlex
+
+    from sast.train import build_parser, config_from_args
+
+    run = tmp_path / "r"
+    assert main([*tiny_train_args, "--method", "sast", "--epochs", "1", "--run-dir", str(run)]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    argv = shlex.split(cfg["command"])
+    assert argv[:3] == ["python", "-m", "sast.train"]
+    again = config_from_args(build_parser().parse_args(argv[3:]))
+    assert again.to_dict() == cfg["train"]
