@@ -1,0 +1,227 @@
+"""The record every check returns: :class:`CheckResult` (DESIGN.md, "The run folder").
+
+A check holds one empirical estimate against one upper bound of THEORY.md
+(statement IDs A1-A5, T1-T7, E1, E2) and reports, in plain JSON types:
+
+    ratio  = estimate / bound                          (None without a bound)
+    holds  = estimate <= bound * (1 + rtol)             (None without a bound; never faked)
+    status = "violated"          if a bound applies and the estimate exceeds it,
+                                 whatever the assumptions say;
+             "assumption fails"  if the bound holds but some assumption is False
+                                 (the finite-T forms of THEORY.md still apply, so the
+                                 comparison is meaningful, but the guarantee is weaker);
+             "holds"             if the bound holds and every assumption holds;
+             "not applicable"    if no bound applies (for example T3 in hard mode,
+                                 or the empirical statements E1, E2).
+
+The JSON key of a result is its stable ``id`` (a statement ID), never a class
+name, so renaming code does not break old logs. This module imports no torch:
+``reports/`` reads these records without the model stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+"""Version of the JSON layout below; bump it when a field changes meaning or name."""
+
+STATUSES: tuple[str, ...] = ("holds", "violated", "assumption fails", "not applicable")
+
+_BAD_STATUS = "status must be one of {allowed}, got {got!r}"
+_NONFINITE = (
+    "{what} of check {id!r} is {value!r}, not a finite number; pass None where nothing "
+    "was measured or no bound applies, and record why in details"
+)
+_BAD_ASSUMPTION = "assumption {name!r} of check {id!r} must be a bool, got {value!r}; use True or False"
+_NEWER_SCHEMA = (
+    "check result has schema_version {got}, newer than this code understands ({ours}); "
+    "update the toolkit to read it"
+)
+_MISSING_KEYS = "check result JSON lacks keys {missing}; expected the fields of CheckResult: {expected}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of one THEORY.md statement: the bound, the estimate, and how they compare.
+
+    Build it with :func:`make_result`, which derives ``ratio``, ``holds`` and
+    ``status`` from ``bound``, ``estimate`` and ``assumptions``; the constructor
+    itself only checks that the fields are consistent, so a record read back
+    from JSON is the record that was written.
+
+    Fields: ``id`` the statement ID ("T4"); ``name`` a short readable name
+    ("smoothness"); ``bound`` and ``estimate`` (floats or None); ``ratio`` and
+    ``holds`` as in the module docstring; ``status`` one of :data:`STATUSES`;
+    ``assumptions`` maps assumption IDs ("A1", "A4", ...) to whether they hold;
+    ``converged`` whether the iterative estimator converged (None when it is not
+    iterative); ``n_products`` the matrix-vector products it used; ``seed``,
+    ``dtype``, ``device`` and ``seconds`` make the number reproducible and
+    costed; ``details`` holds check-specific plain data.
+    """
+
+    id: str
+    name: str
+    bound: float | None
+    estimate: float | None
+    ratio: float | None
+    holds: bool | None
+    status: str
+    assumptions: dict[str, bool]
+    converged: bool | None
+    n_products: int
+    seed: int | None
+    dtype: str
+    device: str
+    seconds: float
+    schema_version: int = SCHEMA_VERSION
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(_BAD_STATUS.format(allowed=", ".join(map(repr, STATUSES)), got=self.status))
+        for what in ("bound", "estimate", "ratio"):
+            value = getattr(self, what)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(_NONFINITE.format(what=what, id=self.id, value=value))
+        for name, value in self.assumptions.items():
+            if not isinstance(value, bool):
+                raise ValueError(_BAD_ASSUMPTION.format(name=name, id=self.id, value=value))
+        if (self.holds is None) != (self.status == "not applicable"):
+            raise ValueError(
+                f"check {self.id!r}: holds={self.holds!r} contradicts status {self.status!r}; "
+                "holds is None exactly when no bound applies (status 'not applicable')"
+            )
+        if self.holds is not None and self.holds != (self.status != "violated"):
+            raise ValueError(f"check {self.id!r}: holds={self.holds!r} contradicts status {self.status!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """This record as plain JSON types (dict, list, str, int, float, bool, None).
+
+        Goes through :func:`dataclasses.asdict`; numpy or torch scalars and arrays
+        in ``details`` become Python numbers and lists, tuples become lists, and
+        non-finite floats become None (JSON has no NaN or infinity).
+        """
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CheckResult":
+        """Rebuild a record written by :meth:`to_json` (validated by the constructor)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(_MISSING_KEYS.format(missing=missing, expected=names))
+        version = int(d.get("schema_version", SCHEMA_VERSION))
+        if version > SCHEMA_VERSION:
+            raise ValueError(_NEWER_SCHEMA.format(got=version, ours=SCHEMA_VERSION))
+        kwargs = {k: d[k] for k in names if k in d}
+        kwargs["assumptions"] = dict(kwargs["assumptions"])
+        kwargs["details"] = dict(kwargs.get("details") or {})
+        return cls(**kwargs)
+
+
+def _plain(obj: Any) -> Any:
+    """Recursively convert to JSON types: non-finite floats to None, array-likes to lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (bool, str)) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if hasattr(obj, "tolist"):  # numpy and torch scalars and arrays, without importing either
+        return _plain(obj.tolist())
+    raise TypeError(
+        f"cannot write {type(obj).__name__} {obj!r} to JSON; put plain numbers, strings or lists in details"
+    )
+
+
+def _finite_or_none(value: float | None, what: str, id: str) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(_NONFINITE.format(what=what, id=id, value=value))
+    return value
+
+
+def make_result(
+    id: str,
+    name: str,
+    *,
+    bound: float | None,
+    estimate: float | None,
+    assumptions: Mapping[str, bool] | None = None,
+    rtol: float = 0.0,
+    converged: bool | None = None,
+    n_products: int = 0,
+    seed: int | None = None,
+    dtype: Any = "float32",
+    device: Any = "cpu",
+    seconds: float = 0.0,
+    details: Mapping[str, Any] | None = None,
+) -> CheckResult:
+    """Build a :class:`CheckResult`, deriving ratio, holds and status honestly.
+
+    The bound is an upper bound: ``holds = estimate <= bound * (1 + rtol)``,
+    where ``rtol`` (default 0) is the stated relative accuracy of the estimator,
+    to be set only where the estimate is known to carry that error (it never
+    loosens the bound itself). ``ratio = estimate / bound`` (None when the bound
+    is 0). Without a bound (``bound=None``), ``holds`` and ``ratio`` are None and
+    the status is "not applicable". An estimate above the bound is "violated"
+    even when an assumption fails; a bound that holds with a failing assumption
+    is "assumption fails". ``dtype`` and ``device`` may be torch objects or
+    strings ("torch.float32" is stored as "float32").
+
+    Raises ValueError for a NaN or infinite bound or estimate (pass None and say
+    why in ``details``), for a bound given without an estimate, and for a
+    negative ``rtol``.
+    """
+    bound = _finite_or_none(bound, "bound", id)
+    estimate = _finite_or_none(estimate, "estimate", id)
+    if rtol < 0:
+        raise ValueError(f"rtol must be >= 0 (it states the estimator's accuracy), got {rtol}")
+    if bound is not None and estimate is None:
+        raise ValueError(
+            f"check {id!r} has bound {bound} but no estimate; pass the estimate, or bound=None "
+            "if nothing was measured"
+        )
+    assumptions = {str(k): bool(v) for k, v in (assumptions or {}).items()}
+    if bound is None or estimate is None:  # estimate is None only without a bound (checked above)
+        ratio, holds, status = None, None, "not applicable"
+    else:
+        ratio = estimate / bound if bound != 0 else None
+        holds = estimate <= bound * (1.0 + rtol)
+        if not holds:
+            status = "violated"
+        elif not all(assumptions.values()):
+            status = "assumption fails"
+        else:
+            status = "holds"
+    return CheckResult(
+        id=str(id),
+        name=str(name),
+        bound=bound,
+        estimate=estimate,
+        ratio=ratio,
+        holds=holds,
+        status=status,
+        assumptions=assumptions,
+        converged=None if converged is None else bool(converged),
+        n_products=int(n_products),
+        seed=None if seed is None else int(seed),
+        dtype=str(dtype).removeprefix("torch."),
+        device=str(device),
+        seconds=float(seconds),
+        schema_version=SCHEMA_VERSION,
+        details=_plain(dict(details or {})),
+    )
