@@ -2,12 +2,16 @@
 
 Public API:
 
-- ``event_dataset(name, split, root=None)``: a sequence of ``(events, label)``;
-- ``frame_dataset(name, split, T, root=None, *, clip, downsample, duration, cache_dir, seed, limit, progress)``:
-  a ``FrameDataset`` of binned, clipped frames, cached on disk;
+- ``event_dataset(name, split, root=None, *, seed, limit, progress, download)``: a sequence of
+  ``(events, label)``;
+- ``frame_dataset(name, split, T, root=None, *, clip, downsample, duration, cache_dir, seed, limit, progress,
+  download)``: a ``FrameDataset`` of binned, clipped frames, cached on disk;
 - ``to_frames``: events to frames (T, P, H, W); ``EVENT_DTYPE`` the event layout (tonic's);
 - ``SensorParams``, ``simulate_events``, ``simulate_batch``: the DVS model;
-- ``DATASETS``, ``dataset_names``, ``get_spec``: the names and what they stand for.
+- ``DATASETS``, ``dataset_names``, ``get_spec``: the names and what they stand for: the generated
+  ``synth-nmnist`` and ``synth-gesture`` (modules ``synth_nmnist``, ``synth_gesture``), and the real
+  ``nmnist`` and ``dvsgesture`` read from the user's files (``sast.data.real``; tonic is optional,
+  imported only when needed, and nothing is downloaded without ``download=True``).
 """
 
 from sast.data.cache import CACHE_ENV, cache_root

@@ -5,7 +5,8 @@ A cache entry is one compressed ``.npz`` file holding ``frames`` (uint8,
 key as canonical JSON). Its file name carries the readable parts of the key
 and a hash of all of it, so changing any field (dataset, split, T, clip,
 downsample, duration, seed, limit, generator version, binning version, cache
-format) names another file and never serves stale frames; on loading, the
+format; for a dataset read from files the generator version carries the reader
+version and a signature of the split's files) names another file and never serves stale frames; on loading, the
 stored key is compared with the requested one as well. Files are written to a
 temporary file in the same folder, flushed to disk, and renamed over the final
 name (``os.replace``), so a reader never sees half a file and concurrent

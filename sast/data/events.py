@@ -207,10 +207,12 @@ def to_frames(
 class EventSet(Sequence):
     """A sequence of ``(events, label)`` recordings, with where each came from.
 
-    ``sources[i]`` is the index of the source item (for synthetic sets, the
-    image) that recording i shows and ``passes[i]`` which sensor pass over it,
-    so that splits by source (no leak between train and validation) are
-    possible.
+    ``sources[i]`` is the index of the source item that recording i shows
+    (synth-nmnist: the image; nmnist: the file; synth-gesture and dvsgesture:
+    the subject) and ``passes[i]`` which sensor pass over it (the repetition or
+    session of a subject), so that splits by source (no leak between train and
+    validation) are possible. ``events`` may be any sequence of arrays, e.g. one
+    that reads each recording from disk when indexed (``sast.data.real``).
     """
 
     def __init__(

@@ -4,11 +4,16 @@
 size, classes, default T, how to produce its events) and no live objects;
 loading builds a fresh ``EventSet`` or ``FrameDataset`` on every call, with
 frames served from the on-disk cache (``sast.data.cache``) when present.
+
+Synthetic sets (synth-nmnist, synth-gesture) are generated; real ones (nmnist,
+dvsgesture, ``sast.data.real``) are read from files under ``root`` and are
+downloaded only when the caller passes ``download=True``.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sast.data import synth_nmnist
+from sast.data import real, synth_gesture, synth_nmnist
 from sast.data.cache import FrameKey, frame_cache_path, load_frames, save_frames
 from sast.data.events import DEFAULT_CLIP, EventSet, check_clip, check_split, downsampled_size, to_frames
 
@@ -36,6 +41,18 @@ class EventsFn(Protocol):
     ) -> EventSet: ...
 
 
+class SignatureFn(Protocol):
+    """A signature of the files a split is read from (part of the frame cache key)."""
+
+    def __call__(self, split: str, root: str | os.PathLike[str] | None) -> str: ...
+
+
+class FetchFn(Protocol):
+    """Downloads a split's files into ``root`` unless they are there (called only with download=True)."""
+
+    def __call__(self, split: str, root: str | os.PathLike[str] | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """What a dataset name stands for.
@@ -43,7 +60,9 @@ class DatasetSpec:
     ``duration_us`` is the nominal recording window [0, duration_us) that
     frames are binned over by default (None: bin each recording's own event
     range, as tonic); ``version`` names the generator or reader, and is part
-    of the frame cache key.
+    of the frame cache key. Datasets read from files also have ``signature``
+    (its value joins ``version`` in the cache key, so new or changed files
+    never serve stale frames) and ``fetch`` (what ``download=True`` runs).
     """
 
     name: str
@@ -55,6 +74,8 @@ class DatasetSpec:
     duration_us: int | None
     version: str
     events: EventsFn
+    signature: SignatureFn | None = None
+    fetch: FetchFn | None = None
 
 
 def _synth_nmnist_events(
@@ -62,6 +83,13 @@ def _synth_nmnist_events(
 ) -> EventSet:
     del root  # synthetic: nothing to read
     return synth_nmnist.generate(split, seed, limit=limit, progress=progress)
+
+
+def _synth_gesture_events(
+    split: str, *, seed: int, root: str | os.PathLike[str] | None, limit: int | None, progress: bool
+) -> EventSet:
+    del root  # synthetic: nothing to read
+    return synth_gesture.generate(split, seed, limit=limit, progress=progress)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -76,14 +104,51 @@ DATASETS: dict[str, DatasetSpec] = {
         version=f"synth-nmnist-{synth_nmnist.GENERATOR_VERSION}",
         events=_synth_nmnist_events,
     ),
-    # Add here, one entry each, with a module beside this one producing its events:
-    #   "synth-gesture": 11 parametric motion classes, 128x128 sensor, default_downsample=4;
-    #   "nmnist", "dvsgesture": the real recordings read through tonic from files under
-    #   `root` (never downloaded without asking), duration_us=None for dvsgesture.
+    synth_gesture.NAME: DatasetSpec(
+        name=synth_gesture.NAME,
+        description="11 parametric arm and hand motions by 29 simulated subjects seen by a simulated DVS "
+        "(embedded, no download; split by subject)",
+        sensor_size=synth_gesture.SENSOR_SIZE,
+        num_classes=synth_gesture.NUM_CLASSES,
+        default_T=20,  # 50 ms bins over the 1 s recording
+        default_downsample=4,  # 128x128 -> 32x32, as DVS Gesture is usually binned
+        duration_us=synth_gesture.RECORDING_DURATION_US,
+        version=f"synth-gesture-{synth_gesture.GENERATOR_VERSION}",
+        events=_synth_gesture_events,
+    ),
+    real.NMNIST_NAME: DatasetSpec(
+        name=real.NMNIST_NAME,
+        description="N-MNIST recordings read with tonic from root/NMNIST/{Train,Test}/<digit>/*.bin "
+        "(downloaded only with download=True)",
+        sensor_size=real.NMNIST_SENSOR_SIZE,
+        num_classes=real.NMNIST_NUM_CLASSES,
+        default_T=20,  # 15.75 ms bins over the three saccades
+        default_downsample=1,
+        duration_us=real.NMNIST_DURATION_US,
+        version=f"nmnist-reader-{real.READER_VERSION}",
+        events=functools.partial(real.read_split, real.NMNIST),
+        signature=functools.partial(real.split_signature, real.NMNIST),
+        fetch=functools.partial(real.fetch, real.NMNIST),
+    ),
+    real.DVSGESTURE_NAME: DatasetSpec(
+        name=real.DVSGESTURE_NAME,
+        description="DVS Gesture, tonic's preprocessed split (1077 train / 264 test), read from "
+        "root/DVSGesture/{ibmGestureTrain,ibmGestureTest}/user<NN>_<lighting>/<label>.npy "
+        "(downloaded only with download=True)",
+        sensor_size=real.DVSGESTURE_SENSOR_SIZE,
+        num_classes=real.DVSGESTURE_NUM_CLASSES,
+        default_T=20,
+        default_downsample=4,  # 128x128 -> 32x32
+        duration_us=None,  # recordings last ~6 s but vary: bin each one's event range, as tonic
+        version=f"dvsgesture-reader-{real.READER_VERSION}",
+        events=functools.partial(real.read_split, real.DVSGESTURE),
+        signature=functools.partial(real.split_signature, real.DVSGESTURE),
+        fetch=functools.partial(real.fetch, real.DVSGESTURE),
+    ),
 }
 
-PLANNED = ("synth-gesture", "nmnist", "dvsgesture")
-"""Names reserved for datasets not implemented yet (named in errors, not loadable)."""
+PLANNED: tuple[str, ...] = ()
+"""Names reserved for datasets not implemented yet (named in errors, not loadable); none at present."""
 
 
 def dataset_names() -> list[str]:
@@ -111,16 +176,22 @@ def event_dataset(
     seed: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    download: bool = False,
 ) -> EventSet:
     """The recordings of ``split`` of dataset ``name``: a sequence of ``(events, label)``.
 
-    ``root`` is the folder of a real dataset (ignored by synthetic ones);
+    ``root`` is the folder of a real dataset (tonic's ``save_to``; ignored by
+    synthetic ones), whose recordings are read from disk when indexed;
     ``seed`` the generation seed of a synthetic one; ``limit`` keeps the first
     ``limit`` recordings (samples; quick runs, tests), and a synthetic set
-    generates only those.
+    generates only those. ``download=True`` lets a real dataset whose split
+    is missing under ``root`` be downloaded (with tonic); nothing is ever
+    downloaded otherwise.
     """
     spec = get_spec(name)
     check_split(split)
+    if download and spec.fetch is not None:
+        spec.fetch(split, root)
     return spec.events(split, seed=seed, root=root, limit=limit, progress=progress)
 
 
@@ -129,8 +200,10 @@ class FrameDataset(Sequence):
 
     For batches, index the tensors directly: ``frames`` (uint8, (N, T, P, H, W),
     clipped counts in [0, clip]) and ``labels`` (int64, (N,)), e.g.
-    ``ds.frames[idx].float()``. ``sources[i]`` is the source item (image) of
-    sample i: passes over one image share it, so split train/validation by it.
+    ``ds.frames[idx].float()``. ``sources[i]`` is the source item of sample i
+    (the image for synth-nmnist, the file for nmnist, the subject for the
+    gesture sets): recordings of one source share it, so split
+    train/validation by it.
     """
 
     def __init__(
@@ -181,6 +254,7 @@ def frame_dataset(
     seed: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    download: bool = False,
 ) -> FrameDataset:
     """Frames of ``split`` of dataset ``name``, binned by ``sast.data.events.to_frames``, cached on disk.
 
@@ -190,8 +264,9 @@ def frame_dataset(
     none), None over each recording's event range (tonic's convention), a
     whole number of microseconds over [0, duration). ``clip`` is X_inf, a
     whole number from 1 to 255. ``seed`` and ``limit`` (the first ``limit``
-    samples) as in ``event_dataset``. See ``sast.data.cache`` for the cache
-    folder and key.
+    samples), ``root`` and ``download`` as in ``event_dataset``. See
+    ``sast.data.cache`` for the cache folder and key; for a real dataset the
+    key includes a signature of the split's files (``DatasetSpec.signature``).
     """
     spec = get_spec(name)
     check_split(split)
@@ -210,6 +285,9 @@ def frame_dataset(
             f"duration must be {DATASET_DURATION!r}, None (event range) or a whole number of microseconds >= 1; "
             f"got {duration!r}"
         )
+    if download and spec.fetch is not None:
+        spec.fetch(split, root)
+    version = spec.version if spec.signature is None else f"{spec.version}+files-{spec.signature(split, root)}"
     key = FrameKey(
         dataset=spec.name,
         split=split,
@@ -219,7 +297,7 @@ def frame_dataset(
         duration=None if duration is None else int(duration),
         seed=int(seed),
         limit=None if limit is None else int(limit),
-        generator_version=spec.version,
+        generator_version=version,
     )
     path = frame_cache_path(key, cache_dir)
     cached = load_frames(key, cache_dir)
