@@ -1,0 +1,45 @@
+"""The bound properties can fail: with a planted bug in theory, hypothesis finds a counterexample.
+
+The planted bug: sup sig_beta' taken as beta/8 instead of beta/4 (T1) in theory.bounds,
+which halves every (beta/4) factor of T3's L_in = R_o T^{-1/2} prod_l (beta/4) R_l K_l.
+A1-A4 (kappa via theory.scalar) are left untouched, so only the slope factor is wrong.
+The same property as the suite (``check_input_lipschitz``) is run under ``hypothesis.find``.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from hypothesis import Phase, find, given, settings
+from hypothesis import strategies as st
+
+import theory.bounds
+from _nets import dense_nets, log_paused
+from test_bounds_exact import check_input_lipschitz
+
+PLANTED_EXAMPLES = 200  # find stops at the first counterexample (a handful of examples in practice)
+_true_sup = theory.bounds.sigmoid_derivative_sup
+
+
+def _sup_with_beta_over_8(order: int, beta: float) -> float:
+    """T1 with the planted bug: sup |sig_beta'| = beta/8 (the true value is beta/4); other orders exact."""
+    value = _true_sup(order, beta)
+    return value / 2 if order == 1 else value
+
+
+def _violates(spec) -> bool:
+    try:
+        check_input_lipschitz(spec)
+    except AssertionError:
+        return True
+    return False
+
+
+def test_T3_property_finds_the_planted_beta_over_8() -> None:
+    with log_paused(), mock.patch.object(theory.bounds, "sigmoid_derivative_sup", _sup_with_beta_over_8):
+        assert theory.bounds.input_lipschitz.__globals__["sigmoid_derivative_sup"] is _sup_with_beta_over_8
+        # raises hypothesis.errors.NoSuchExample (the test fails) if no counterexample is found
+        found = find(dense_nets(), _violates, settings=settings(max_examples=PLANTED_EXAMPLES, database=None,
+                                                                phases=[Phase.generate, Phase.target, Phase.shrink]))
+    # the counterexample is the planted bug's, not a real one: the true bound holds on it
+    given(st.just(found))(settings(max_examples=1, database=None)(check_input_lipschitz))()
