@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sast import _fast
 from sast.neuron import MODES, RESETS, lif
 
 LAYER_KINDS = ("dense", "conv", "pool", "flatten")
@@ -211,8 +212,15 @@ class SNN(nn.Module):
         return [s for s in self.plan if s.spiking]
 
     def forward(
-        self, x: torch.Tensor, mode: str = "smooth", return_trace: bool = False
+        self, x: torch.Tensor, mode: str = "smooth", return_trace: bool = False, *, fast: bool = True,
+        sparse_input: bool | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[LayerTrace]]:
+        """Logits (and the trace); ``fast=False`` runs the plain reference ops throughout.
+
+        The fast path (``sast._fast``) computes the same function with the same gradients
+        (tests/unit/test_fast_path.py). ``sparse_input`` chooses whether a first dense layer
+        on the raw frames multiplies over their nonzeros only; None: by device (a CPU yes).
+        """
         cfg = self.config
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -222,18 +230,27 @@ class SNN(nn.Module):
         a = x.to(self.readout.weight.dtype)
         B, T = a.shape[0], a.shape[1]
         trace: list[LayerTrace] = []
+        fast = fast and _fast.usable()
+        if sparse_input is None:
+            sparse_input = _fast.sparse_default(a.device)
+        raw = True  # a is still the input frames (no pooling or spiking layer yet)
         for spec in self.plan:
             if spec.kind == "pool":
                 a = F.avg_pool2d(a.flatten(0, 1), spec.kernel).unflatten(0, (B, T))
+                raw = False
             elif spec.kind == "flatten":
                 a = a.flatten(2)
             else:
                 layer = self.layers[spec.index]
-                if spec.kind == "dense":
+                if spec.kind == "dense" and raw and fast and sparse_input:  # event frames: mostly zeros
+                    currents = _fast.sparse_input_linear(a.flatten(2), layer.weight, layer.bias)
+                elif spec.kind == "dense":
                     currents = layer(a.flatten(2))  # all T in one matmul
                 else:
                     currents = layer(a.flatten(0, 1)).unflatten(0, (B, T))
-                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, mode=mode)
+                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, mode=mode,
+                           fast=fast)
+                raw = False
                 trace.append(LayerTrace(u, a))
         logits = self.readout(a.flatten(2).mean(dim=1))  # (1/T) sum_t (W^o s_t + b^o)
         if return_trace:

@@ -16,6 +16,12 @@ The recurrence over time, for one layer with input currents I_t = W a_t + b:
 Everything here is pure (no in-place updates of tensors that autograd saved, no
 Python branching on tensor values), so it works under torch.func transforms in
 smooth mode.
+
+``lif`` has two implementations that compute the same thing: the plain loop below
+(the reference, used under torch.func transforms, forward-mode AD and
+torch.compile) and the fast path of ``sast._fast`` (one autograd node for the
+whole recurrence, bit-equal forward, exact gradients and double backward), used
+otherwise. ``fast=False`` forces the plain loop.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
+from sast import _fast
 
 Mode = Literal["smooth", "hard", "hfsb"]
 Reset = Literal["zero", "subtract"]
@@ -76,6 +84,9 @@ def spike(v: torch.Tensor, mode: str, beta: float) -> torch.Tensor:
     raise ValueError(f"unknown spike mode {mode!r}: expected one of {', '.join(MODES)}")
 
 
+_BUILTIN_SPIKE = spike  # what the fast path implements; tests may swap ``spike`` for another
+
+
 def lif(
     currents: torch.Tensor,
     *,
@@ -84,16 +95,29 @@ def lif(
     beta: float,
     reset: str,
     mode: str,
+    fast: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the LIF recurrence over time for one layer.
 
     ``currents`` has shape (B, T, ...) and holds I_t = W a_t + b for all t.
     Returns the membrane trace u and the spikes s, both of shape (B, T, ...).
+    With ``fast`` (default) the fast path runs where it can (see the module
+    docstring); it knows the built-in spike functions only, so a replaced
+    ``spike`` (as tests do) always runs through the plain loop.
     """
     if reset not in RESETS:
         raise ValueError(f"unknown reset {reset!r}: expected one of {', '.join(RESETS)}")
     if mode not in MODES:
         raise ValueError(f"unknown spike mode {mode!r}: expected one of {', '.join(MODES)}")
+    if fast and spike is _BUILTIN_SPIKE and _fast.usable():
+        return _fast.lif(currents, lam=lam, theta=theta, beta=beta, reset=reset, mode=mode)
+    return plain_lif(currents, lam=lam, theta=theta, beta=beta, reset=reset, mode=mode)
+
+
+def plain_lif(
+    currents: torch.Tensor, *, lam: float, theta: float, beta: float, reset: str, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference LIF loop: one step at a time with autograd through every op (see ``lif``)."""
     us: list[torch.Tensor] = []
     ss: list[torch.Tensor] = []
     u = s = None

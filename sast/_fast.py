@@ -1,0 +1,359 @@
+"""The fast path of the model: the same numbers as the plain path, with less work.
+
+Two custom autograd Functions replace the plain ops where profiling showed the time goes:
+
+- :func:`sparse_input_linear`: the first dense layer on event frames, I = x W^T + b, where x is
+  mostly zeros (binned events: a few percent nonzero). The forward product and the weight
+  gradient grad_W = G^T x both run over the nonzero entries of x only (``F.embedding_bag`` with
+  per-sample weights: row r of the output sums v * W^T[c] over the nonzeros (r, c, v) of x; the
+  weight gradient is the same operation over the nonzeros sorted by column, applied to G). The
+  input gradient is never formed: the fast path is used only when x does not require grad.
+- :func:`lif`: the LIF recurrence of THEORY.md over all T in one Function. The forward runs the
+  same elementwise ops in the same order as ``sast.neuron``'s plain loop (so u and s are equal bit
+  for bit), writing into two preallocated (B, T, ...) buffers instead of stacking T lists. The
+  backward uses that the adjoint of the recurrence is linear in the adjoint: with sig'_t the spike
+  derivative (beta s (1 - s) smooth, sig_beta'(u - theta) for HFSB, 0 hard),
+
+      dI_t = d_t = G_t + M_t d_{t+1},   d_{T+1} = 0,
+      G_t = gu_t + sig'_t gs_t,
+      M_t = lam (1 - s_t) - lam u_t sig'_t   (zero)   or   lam - theta sig'_t   (subtract),
+
+  where G and M are computed for all t at once (a few whole-tensor ops), so the loop over T is one
+  multiply-add a step, in place, with no zero-filled buffer per step (see _adjoint_coefficients).
+
+Exactness everywhere (the design choice): under ``create_graph=True`` both backwards run
+out-of-place differentiable torch ops on the Function's inputs, its outputs and the incoming
+gradients only (never on intermediates that autograd cannot see; the sparse product's backward is
+the adjoint product, itself a Function), so autograd differentiates through them and
+double-backward Hessian-vector products are exact (gradgradcheck in tests/unit/test_fast_path.py).
+Without create_graph the LIF backward runs the same formulas in place (fewer fresh buffers).
+Under torch.func transforms (grad, jvp, vmap, forward-over-reverse HVPs), forward-mode AD and
+torch.compile tracing, :func:`usable` is False and the caller runs the plain path, which those
+transforms already handle (and which inductor fuses by itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch._C import _functorch
+from torch.autograd import forward_ad
+
+# The sparse first layer pays one pass over x to find its nonzeros; above this fraction of
+# nonzeros a dense GEMM is cheaper on a CPU (measured on the 2312-256 layer: the sparse products
+# cost about density x 10 of the dense ones, and the nonzero search about 0.1 of them).
+SPARSE_MAX_DENSITY = 0.25
+
+
+# Intra-op threads for the fast path's own ops on a CPU (None: leave torch's setting). Its ops are
+# small (index bookkeeping over ~1e5 nonzeros, elementwise ops over B x N per step): a parallel
+# region saves microseconds on an idle CPU, but on a shared one it waits for a descheduled thread
+# (measured on 2 busy cores: a stable sort of 1.2e5 indices 185 ms with 2 threads, 1.3 ms with 1).
+CPU_THREADS: int | None = 1
+
+
+@contextmanager
+def _cpu_threads(device: torch.device) -> Iterator[None]:
+    """Run the enclosed ops with :data:`CPU_THREADS` intra-op threads on a CPU (restored after)."""
+    before = torch.get_num_threads()
+    if device.type != "cpu" or CPU_THREADS is None or CPU_THREADS == before:
+        yield
+        return
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def usable() -> bool:
+    """True when the custom Functions may run: no torch.func transform, forward-mode AD or compile.
+
+    torch.func's transforms and forward-mode AD need rules (vmap, jvp) that these Functions do
+    not define; under torch.compile the plain ops are traced and fused instead.
+    """
+    if _functorch.maybe_current_level() is not None:
+        return False
+    if forward_ad._current_level >= 0:  # inside forward_ad.dual_level()
+        return False
+    return not torch.compiler.is_compiling()
+
+
+def sparse_default(device: torch.device) -> bool:
+    """Whether the first dense layer uses sparse products by default on ``device``.
+
+    On a CPU the dense GEMM dominates a training step and the event frames are a few percent
+    nonzero, so the sparse products win by ~5x. On a GPU the dense GEMM is fast and finding the
+    nonzeros forces a device-host synchronisation, so the dense product is the default there
+    (bench/gpu.sh measures both).
+    """
+    return device.type == "cpu"
+
+
+# --------------------------------------------------------------------------- sparse first layer
+
+
+class SparseRows:
+    """The nonzeros (r, c, v) of a constant matrix x (M, K), in row order and (on demand) column order.
+
+    Row order (as ``nonzero`` gives them): ``cols``, ``vals`` and ``rows_ptr`` (M,), the start of
+    each row's run. Column order, for products with x^T: the same triples stably sorted by
+    column (rows stay sorted within a column), made at the first :meth:`by_columns` and kept.
+    """
+
+    def __init__(self, idx: Tensor, vals: Tensor, shape: tuple[int, int]) -> None:
+        m, k = shape
+        self.shape = shape
+        self.rows = torch.div(idx, k, rounding_mode="floor")
+        self.cols = idx - self.rows * k
+        self.vals = vals
+        self.rows_ptr = torch.searchsorted(self.rows, torch.arange(m, device=idx.device))
+        self._by_columns: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @property
+    def nnz(self) -> int:
+        return self.vals.numel()
+
+    def by_columns(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(cols_ptr (K,), rows, vals) with the triples in column order."""
+        if self._by_columns is None:
+            cols, perm = torch.sort(self.cols, stable=True)
+            ptr = torch.searchsorted(cols, torch.arange(self.shape[1], device=cols.device))
+            self._by_columns = (ptr, self.rows.index_select(0, perm), self.vals.index_select(0, perm))
+        return self._by_columns
+
+
+class _SparseMatmul(torch.autograd.Function):
+    """x @ w (w: (K, N)) or, with ``transpose``, x^T @ w (w: (M, N)), for a constant sparse x.
+
+    Linear in w, and the two products are each other's adjoint, so the backward of one is the
+    other: differentiable to any order (double backward records it like any op).
+    Row i of x @ w is sum over x's nonzeros (i, c, v) of v w[c]: ``F.embedding_bag`` with
+    per-sample weights computes exactly that, reading only the nonzeros.
+    """
+
+    @staticmethod
+    def forward(w: Tensor, sp: SparseRows, transpose: bool) -> Tensor:  # type: ignore[override]
+        with _cpu_threads(w.device):
+            if transpose:
+                ptr, idx, vals = sp.by_columns()
+            else:
+                ptr, idx, vals = sp.rows_ptr, sp.cols, sp.vals
+            return F.embedding_bag(idx, w.contiguous(), ptr, mode="sum", per_sample_weights=vals)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        _, ctx.sp, ctx.transpose = inputs
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor | None):  # type: ignore[override]
+        if grad is None:
+            return None, None, None
+        return _SparseMatmul.apply(grad, ctx.sp, not ctx.transpose), None, None
+
+
+# Integer types of the same width: nonzero() on the bits runs ~2x faster than on floats on a CPU.
+# Only -0.0 differs (nonzero bits); it is kept with the value -0.0, which adds nothing.
+_SAME_WIDTH_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
+                   torch.bfloat16: torch.int16}
+
+
+def sparse_rows(x: Tensor) -> SparseRows | None:
+    """x (..., K) as :class:`SparseRows` of its (M, K) reshape; None above :data:`SPARSE_MAX_DENSITY`."""
+    k = x.shape[-1]
+    flat = x.detach().reshape(-1)
+    bits = flat.view(_SAME_WIDTH_INT[flat.dtype]) if flat.dtype in _SAME_WIDTH_INT else flat
+    with _cpu_threads(x.device):
+        idx = bits.nonzero().squeeze(1)
+        if idx.numel() > SPARSE_MAX_DENSITY * flat.numel():
+            return None
+        return SparseRows(idx, flat.index_select(0, idx), (flat.numel() // k if k else 0, k))
+
+
+def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """F.linear(x, weight, bias) for x (..., K) without grad, by products over x's nonzeros.
+
+    I = x W^T + b with x W^T = :class:`_SparseMatmul` (x, W^T): its weight gradient is
+    (x^T G)^T, the other product, and no input gradient is formed. Falls back to
+    ``F.linear`` when x requires grad or has more than :data:`SPARSE_MAX_DENSITY` nonzeros.
+    """
+    if x.requires_grad:
+        return F.linear(x, weight, bias)
+    sp = sparse_rows(x)
+    if sp is None:
+        return F.linear(x, weight, bias)
+    out = _SparseMatmul.apply(weight.t(), sp, False)
+    if bias is not None:
+        out.add_(bias)  # in place: a fresh output, which the backward does not read
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+# --------------------------------------------------------------------------- LIF recurrence
+
+
+def _spike_derivative(u: Tensor, s: Tensor, theta: float, beta: float, mode: str) -> Tensor | None:
+    """sig'_t for all t: what the spike contributes to the gradient (None in hard mode)."""
+    if mode == "smooth":  # s = sig(beta (u - theta)): sig' = beta s (1 - s), from the output
+        return beta * s * (1 - s)
+    if mode == "hfsb":  # H forward, sig_beta' backward: recomputed from u
+        sig = torch.sigmoid(beta * (u - theta))
+        return beta * sig * (1 - sig)
+    return None
+
+
+def _adjoint_coefficients(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float,
+                          theta: float, beta: float, reset: str, mode: str) -> tuple[Tensor | None, Tensor]:
+    """G_t and M_t of the adjoint recurrence d_t = G_t + M_t d_{t+1} (all t at once).
+
+    With total adjoints du_t, ds_t: ds_t = gs_t + (du_{t+1}/ds_t) d_{t+1} and
+    d_t = du_t = gu_t + sig'_t ds_t + (du_{t+1}/du_t|_s) d_{t+1}, where
+    zero:      du_{t+1}/du_t|_s = lam (1 - s_t),  du_{t+1}/ds_t = -lam u_t
+    subtract:  du_{t+1}/du_t|_s = lam,            du_{t+1}/ds_t = -theta
+    so G_t = gu_t + sig'_t gs_t and M_t = lam (1 - s_t) - lam u_t sig'_t (zero) or
+    lam - theta sig'_t (subtract). In hard mode s carries no gradient (sig' = 0).
+    """
+    dsig = _spike_derivative(u, s, theta, beta, mode)
+    g = gu
+    if gs is not None and dsig is not None:
+        g = gs * dsig if g is None else g + gs * dsig
+    if reset == "zero":
+        m = lam * (1 - s)
+        if dsig is not None:
+            m = m - lam * u * dsig
+    else:
+        m = torch.full_like(u, lam) if dsig is None else lam - theta * dsig
+    return g, m
+
+
+
+
+
+def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float,
+                                  theta: float, beta: float, reset: str,
+                                  mode: str) -> tuple[Tensor | None, Tensor | float]:
+    """:func:`_adjoint_coefficients` without autograd, in three fresh buffers instead of ~8.
+
+    For the plain backward (no create_graph): each fresh (B, T, ...) temporary costs page faults
+    on a CPU, which measured more than the arithmetic. M is returned as the float lam when it is
+    that constant (subtract reset, hard mode). tests/unit/test_fast_path.py checks both versions.
+    """
+    one_minus_s = torch.sub(1, s) if (reset == "zero" or mode == "smooth") else None
+    dsig: Tensor | None = None
+    if mode == "smooth":
+        dsig = torch.mul(s, one_minus_s).mul_(beta)
+    elif mode == "hfsb":
+        dsig = torch.sub(u, theta).mul_(beta).sigmoid_()
+        dsig.addcmul_(dsig, dsig, value=-1).mul_(beta)  # beta sig (1 - sig)
+    g: Tensor | None = None
+    if gs is not None and dsig is not None:
+        g = torch.mul(gs, dsig)
+        if gu is not None:
+            g.add_(gu)
+    elif gu is not None:
+        g = gu.clone(memory_format=torch.contiguous_format)
+    m: Tensor | float
+    if reset == "zero":  # lam ((1 - s) - u sig')
+        if dsig is not None:
+            one_minus_s.sub_(dsig.mul_(u))
+        m = one_minus_s.mul_(lam)
+    else:  # lam - theta sig'
+        m = lam if dsig is None else dsig.mul_(-theta).add_(lam)
+    return g, m
+
+
+class _LIF(torch.autograd.Function):
+    """(u, s) = LIF(I) over all T: the recurrence of ``sast.neuron.lif`` as one autograd node."""
+
+    @staticmethod
+    def forward(currents: Tensor, lam: float, theta: float, beta: float, reset: str,  # type: ignore[override]
+                mode: str) -> tuple[Tensor, Tensor]:
+        with _cpu_threads(currents.device):
+            return _LIF._forward(currents, lam, theta, beta, reset, mode)
+
+    @staticmethod
+    def _forward(currents: Tensor, lam: float, theta: float, beta: float, reset: str,
+                 mode: str) -> tuple[Tensor, Tensor]:
+        # The same ops, in the same order, as the plain loop (bit-equal u and s), into buffers.
+        u = torch.empty_like(currents, memory_format=torch.contiguous_format)
+        s = torch.empty_like(u)
+        tmp = torch.empty_like(u[:, 0])
+        dec = torch.empty_like(tmp)
+        for t in range(currents.shape[1]):
+            i_t, u_t, s_t = currents[:, t], u[:, t], s[:, t]
+            if t == 0:
+                u_t.copy_(i_t)
+            elif reset == "zero":  # lam * u * (1 - s) + i_t
+                torch.mul(u[:, t - 1], lam, out=tmp)
+                torch.sub(1, s[:, t - 1], out=dec)
+                tmp.mul_(dec)
+                torch.add(tmp, i_t, out=u_t)
+            else:  # lam * u - theta * s + i_t
+                torch.mul(u[:, t - 1], lam, out=tmp)
+                torch.mul(s[:, t - 1], theta, out=dec)
+                tmp.sub_(dec)
+                torch.add(tmp, i_t, out=u_t)
+            torch.sub(u_t, theta, out=tmp)  # v = u - theta
+            if mode == "smooth":
+                tmp.mul_(beta)
+                torch.sigmoid(tmp, out=s_t)
+            else:  # hard and hfsb fire H(v), strictly
+                torch.gt(tmp, 0, out=s_t)
+        return u, s
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        _, ctx.lam, ctx.theta, ctx.beta, ctx.reset, ctx.mode = inputs
+        u, s = output
+        ctx.save_for_backward(u, s)
+        if ctx.mode == "hard":
+            ctx.mark_non_differentiable(s)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, gu: Tensor | None, gs: Tensor | None):  # type: ignore[override]
+        if ctx.mode == "hard":
+            gs = None
+        given = gu if gu is not None else gs
+        if given is None:
+            return None, None, None, None, None, None
+        with _cpu_threads(given.device):
+            grad = _LIF._backward(ctx, gu, gs)
+        return grad, None, None, None, None, None
+
+    @staticmethod
+    def _backward(ctx, gu: Tensor | None, gs: Tensor | None) -> Tensor | None:
+        u, s = ctx.saved_tensors
+        kw = dict(lam=ctx.lam, theta=ctx.theta, beta=ctx.beta, reset=ctx.reset, mode=ctx.mode)
+        T = u.shape[1]
+        if torch.is_grad_enabled():  # create_graph=True: out-of-place ops, so autograd records them
+            g, m = _adjoint_coefficients(u, s, gu, gs, **kw)
+            if g is None:
+                return None
+            # unbind, not g[:, t]: the backward of T selects would fill T zero tensors of g's size
+            g_t, m_t = g.unbind(1), m.unbind(1)
+            d = g_t[T - 1]
+            ds = [d]
+            for t in range(T - 2, -1, -1):
+                d = g_t[t] + m_t[t] * d
+                ds.append(d)
+            return torch.stack(ds[::-1], dim=1)
+        g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
+        if g is None:
+            return None
+        for t in range(T - 2, -1, -1):  # d_t = G_t + M_t d_{t+1}, in place in g
+            if isinstance(m, float):
+                g[:, t].add_(g[:, t + 1], alpha=m)
+            else:
+                g[:, t].addcmul_(m[:, t], g[:, t + 1])
+        return g
+
+
+def lif(currents: Tensor, *, lam: float, theta: float, beta: float, reset: str,
+        mode: str) -> tuple[Tensor, Tensor]:
+    """``sast.neuron.lif`` as one autograd node (see the module docstring); same arguments."""
+    return _LIF.apply(currents, lam, theta, beta, reset, mode)
