@@ -45,6 +45,7 @@ class SNNConfig:
     beta: float = 5.0
     reset: str = "zero"
     num_classes: int = 10
+    init_scale: float = 1.0  # multiplies PyTorch's default initial weights of the spiking layers
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(d) for d in self.input_shape)
@@ -60,6 +61,8 @@ class SNNConfig:
             raise ValueError(f"theta and beta must be > 0 (assumption A1), got theta={self.theta}, beta={self.beta}")
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
+        if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
+            raise ValueError(f"init_scale must be a finite number > 0, got {self.init_scale}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         parse_layers(self.layers, self.input_shape)  # validates the strings and shapes
@@ -205,6 +208,12 @@ class SNN(nn.Module):
                     nn.Conv2d(spec.in_shape[0], spec.size, spec.kernel, stride=spec.stride, padding=spec.padding)
                 )
         self.readout = nn.Linear(math.prod(self.plan[-1].out_shape), config.num_classes)
+        if config.init_scale != 1.0:
+            # PyTorch's default init gives currents far below theta on sparse event frames (a few
+            # percent of inputs active), so deep conv stacks start silent; a larger scale wakes them.
+            with torch.no_grad():
+                for layer in self.layers:
+                    layer.weight.mul_(config.init_scale)
 
     @property
     def spiking_specs(self) -> list[LayerSpec]:

@@ -58,7 +58,8 @@ KILLED_RUN = textwrap.dedent(
 
 @pytest.mark.parametrize("method", ["sast", "hfsb"])
 def test_killed_run_resumes_bit_for_bit(tmp_path, tiny_train_args, method):
-    flags = [*tiny_train_args, "--method", method, "--epochs", "3", "--optimizer", "momentum", "--seed", "3"]
+    flags = [*tiny_train_args, "--method", method, "--epochs", "3", "--optimizer", "momentum", "--seed", "3",
+             "--monitor", "off"]  # the killed script below trains without callbacks
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main([*flags, "--run-dir", str(whole)]) == 0
     steps_per_epoch = [r for r in read_jsonl(whole / "metrics.jsonl") if r["kind"] == "eval"][0]["step"]
