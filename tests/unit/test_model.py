@@ -218,3 +218,27 @@ def test_forward_rejects_wrong_shape_and_mode():
 def test_config_round_trip():
     cfg = SNNConfig(input_shape=(2, 5, 5), layers=["conv:2:3", "dense:4"], T=3, reset="subtract")
     assert SNNConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_init_scale_multiplies_the_spiking_weights_only():
+    cfg = dict(input_shape=(2, 5, 5), layers=["conv:2:3", "dense:4"], T=3)
+    torch.manual_seed(7)
+    a = SNN(SNNConfig(**cfg))
+    torch.manual_seed(7)
+    b = SNN(SNNConfig(**cfg, init_scale=3.0))
+    for la, lb in zip(a.layers, b.layers):
+        torch.testing.assert_close(lb.weight, 3.0 * la.weight)
+        torch.testing.assert_close(lb.bias, la.bias)
+    torch.testing.assert_close(b.readout.weight, a.readout.weight)
+    with pytest.raises(ValueError, match="init_scale"):
+        SNNConfig(**cfg, init_scale=0.0)
+
+
+def test_dataset_defaults_apply_unless_set():
+    from sast.train import TrainConfig
+
+    g = TrainConfig.for_data("synth-gesture")
+    assert (g.beta, g.batch_size, g.init_scale) == (2.0, 16, 3.0) and g.resolved_layers()[0].startswith("conv")
+    assert TrainConfig.for_data("synth-gesture", beta=0.5, batch_size=None).beta == 0.5
+    n = TrainConfig.for_data("synth-nmnist")
+    assert (n.beta, n.batch_size, n.resolved_layers()) == (TrainConfig.beta, TrainConfig.batch_size, ["dense:256"])
