@@ -32,5 +32,23 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The comparison libraries of bench/ (the pyproject `bench` extra). Installed with --no-deps:
+# spikingjelly and tonic pin torchvision/torchaudio and would replace the CPU torch with a CUDA
+# build; their light requirements follow by name. BENCH_THREADS: intra-op threads of the timed
+# runs (1: reproducible ratios on a shared machine; the demo step is also timed with torch's
+# default). The summary goes to runs/bench/results.json (runs/ is gitignored).
+BENCH_PKGS := snntorch spikingjelly pyhessian tonic
+BENCH_DEPS := loguru importRosbag expelliarmus h5py requests
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_THREADS ?= 1
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps $(BENCH_PKGS)
+	$(PY) -m pip install -q $(BENCH_DEPS)
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/run_all.py --threads $(BENCH_THREADS) --out runs/bench/results.json
+
 clean-venv:
 	rm -rf $(VENV)

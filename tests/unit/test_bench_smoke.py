@@ -1,0 +1,118 @@
+"""Each benchmark's core function runs on a tiny size and returns what `make bench` reads.
+
+No timing is asserted (timings depend on the machine and its load). The comparison
+libraries (snnTorch, SpikingJelly, PyHessian, tonic) are the optional ``bench`` extra: where
+one is missing, the part that needs it is skipped, the rest still runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from bench import data as data_bench
+from bench import hessian as hessian_bench
+from bench import run_all
+from bench import sam_step as sam_bench
+from bench import train_step as step_bench
+from bench._common import round_robin
+
+TINY = dict(input_shape=(2, 6, 6), T=3)
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def test_round_robin_pairs_ratios_by_round():
+    timing = round_robin({"a": lambda: None, "b": lambda: sum(range(1000))}, rounds=4, warmup=0)
+    assert [len(v) for v in timing.times.values()] == [4, 4]
+    s = timing.summary("a")
+    assert s["a"]["ratio"] == 1.0 and s["b"]["ratio"] > 0
+
+
+@pytest.mark.parametrize("layers", [["dense:8"], ["conv:2:3:2", "pool:2", "dense:4"]])
+def test_train_step_bench_runs_and_contenders_compute_the_same_function(layers):
+    res = step_bench.run(layers=layers, batch=4, rounds=2, density=0.2, check_batch=2, progress=False, **TINY)
+    timing, checks = res["timing"], res["checks"]
+    assert {"floor", "sast-plain", "sast-fast", "sast-fast-dense"} <= set(timing)
+    for name in ("sast-fast", "sast-fast-dense"):
+        assert checks[name]["forward_max_abs_diff"] < 1e-12 and checks[name]["grad_rel_error"] < 1e-10
+    if _have("spikingjelly"):  # exact gradient (detach_reset=False)
+        assert checks["spikingjelly"]["forward_max_abs_diff"] < 1e-9
+        assert checks["spikingjelly"]["grad_rel_error"] < 1e-9
+    if _have("snntorch"):  # same forward; its detached reset drops part of the gradient
+        assert checks["snntorch"]["forward_max_abs_diff"] < 1e-6
+        assert checks["snntorch"]["grad_rel_error"] > 1e-9
+
+
+def test_gemm_floor_matches_the_layer_shapes():
+    model = step_bench.demo_model(layers=["dense:8", "dense:4"], **TINY)
+    x = step_bench.event_frames(4, 3, (2, 6, 6), 0.3)
+    step_bench.gemm_floor(model, x)()  # runs: every product has matching shapes
+
+
+def test_sam_step_bench_runs():
+    res = sam_bench.run(batch=4, rounds=2, layers=["dense:8"], **TINY)
+    assert res["ratio"] > 0
+
+
+def test_hessian_bench_hvp_part_runs():
+    model = hessian_bench.demo_model(layers=["dense:8"], **TINY)
+    x = hessian_bench.event_frames(4, 3, (2, 6, 6), 0.3)
+    y = hessian_bench.labels(4)
+    res = hessian_bench.hvp_vs_gradient(model, x, y, rounds=2, device="cpu")
+    assert res["methods_rel_diff"] < 1e-4  # float32: the two exact methods agree to rounding
+    assert res["fastest"] in ("double-backward", "forward-over-reverse")
+
+
+@pytest.mark.skipif(not _have("pyhessian"), reason="PyHessian (the bench extra) is not installed")
+def test_hessian_bench_eigen_part_runs():
+    model = hessian_bench.demo_model(layers=["dense:8"], **TINY)
+    x = hessian_bench.event_frames(4, 3, (2, 6, 6), 0.3)
+    y = hessian_bench.labels(4)
+    res = hessian_bench.top_eigenvalue(model, x, y, method="double-backward", rounds=1, device="cpu")
+    assert res["reference"]["converged"]
+    assert res["ours"]["rel_error_max"] < 1e-3
+    assert all(p.grad is None for p in model.parameters())  # PyHessian's graph-carrying grads are cleared
+
+
+@pytest.mark.skipif(not _have("tonic"), reason="tonic (the bench extra) is not installed")
+def test_data_bench_binning_matches_tonic():
+    res = data_bench.binning(recordings=3, rounds=1)
+    assert res["same_frames"] and res["recordings"] == 3
+
+
+def test_data_bench_generation_into_a_fresh_cache():
+    res = data_bench.generation(limit=4)
+    assert res["samples"] == {"train": 4, "test": 4} and res["seconds"] > 0
+
+
+def test_run_all_summary_rows_and_json(tmp_path, monkeypatch):
+    """The summary logic on a recorded result, and the JSON it writes (no benchmark is run)."""
+    timing = {n: {"median_ms": ms, "ratio": ms / 100} for n, ms in
+              [("floor", 100.0), ("sast-plain", 120.0), ("sast-fast", 40.0), ("sast-fast-dense", 110.0),
+               ("snntorch", 170.0), ("spikingjelly", 130.0)]}
+    results = {"train_step": {"timing": timing, "threads": 1}, "sam_step": {"ratio": 2.1, "threads": 1}}
+    targets = {t.name: t for t in run_all.collect_targets(results, 1)}
+    assert targets["demo step: sast-fast / GEMM floor"].met is True
+    assert targets["demo step: snnTorch / sast-fast"].value == pytest.approx(170 / 40)
+    assert targets["SAST step / SF step"].met is False
+    assert targets["SAST step / SF step"].margin == pytest.approx((2.05 - 2.1) / 2.05)
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(run_all, "MONITOR_SCRIPT", tmp_path / "absent.py")
+    assert run_all.main(["--quick", "--out", str(out), "--skip",
+                         "train_step,train_step_conv,train_step_default_threads,sam_step,hessian,data"]) == 0
+    assert json.loads(out.read_text())["quick"] is True
+
+
+@pytest.mark.cuda
+def test_train_step_bench_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    res = step_bench.run(layers=["dense:8"], batch=4, rounds=2, density=0.2, device="cuda", libraries=False,
+                         progress=False, **TINY)
+    assert res["checks"]["sast-fast"]["grad_rel_error"] < 1e-10
