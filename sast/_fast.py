@@ -70,13 +70,21 @@ def _cpu_threads(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vjp, jvp, vmap, ...) is running (private torch APIs)."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is not None:
+        return bool(active())
+    return _functorch.maybe_current_level() is not None
+
+
 def usable() -> bool:
     """True when the custom Functions may run: no torch.func transform, forward-mode AD or compile.
 
     torch.func's transforms and forward-mode AD need rules (vmap, jvp) that these Functions do
     not define; under torch.compile the plain ops are traced and fused instead.
     """
-    if _functorch.maybe_current_level() is not None:
+    if _functorch_active():
         return False
     if forward_ad._current_level >= 0:  # inside forward_ad.dual_level()
         return False
@@ -189,7 +197,8 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tenso
         return F.linear(x, weight, bias)
     out = _SparseMatmul.apply(weight.t(), sp, False)
     if bias is not None:
-        out.add_(bias)  # in place: a fresh output, which the backward does not read
+        with _cpu_threads(out.device):
+            out.add_(bias)  # in place: a fresh output, which the backward does not read
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
