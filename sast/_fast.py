@@ -49,21 +49,30 @@ from torch.autograd import forward_ad
 SPARSE_MAX_DENSITY = 0.25
 
 
-# Intra-op threads for the fast path's own ops on a CPU (None: leave torch's setting). Its ops are
-# small (index bookkeeping over ~1e5 nonzeros, elementwise ops over B x N per step): a parallel
-# region saves microseconds on an idle CPU, but on a shared one it waits for a descheduled thread
-# (measured on 2 busy cores: a stable sort of 1.2e5 indices 185 ms with 2 threads, 1.3 ms with 1).
+# Intra-op threads of the fast path's ops on a CPU (None: leave torch's setting). Its small ops
+# (index bookkeeping over ~1e5 nonzeros; the per-step elementwise ops over B x N) run with
+# CPU_THREADS: a parallel region saves microseconds on an idle CPU, but on a shared one it waits
+# for a descheduled thread (measured on 2 busy cores: a stable sort of 1.2e5 indices took 185 ms
+# with 2 threads, 1.3 ms with 1). Its heavy ops (the nonzero search over x, the sparse products,
+# whole-tensor ops) run with HEAVY_THREADS: on 2 idle cores that took the demo step from 0.49 to
+# 0.37 of the GEMM floor, where capping everything at 1 thread did not.
 CPU_THREADS: int | None = 1
+HEAVY_THREADS: int | None = None
+# Ops on at most this many elements (a time step's slice, the nonzeros' indices) count as small:
+# the demo's B x N = 32768 does; a batch of 1024 (262144 a step) gets every thread.
+SMALL_OP_NUMEL = 1 << 17
 
 
 @contextmanager
-def _cpu_threads(device: torch.device) -> Iterator[None]:
-    """Run the enclosed ops with :data:`CPU_THREADS` intra-op threads on a CPU (restored after)."""
+def _cpu_threads(device: torch.device, kind: str = "small") -> Iterator[None]:
+    """Run the enclosed ops with :data:`CPU_THREADS` ("small") or :data:`HEAVY_THREADS` ("heavy")
+    intra-op threads on a CPU; torch's setting is restored after."""
     before = torch.get_num_threads()
-    if device.type != "cpu" or CPU_THREADS is None or CPU_THREADS == before:
+    n = CPU_THREADS if kind == "small" else HEAVY_THREADS
+    if device.type != "cpu" or n is None or n == before:
         yield
         return
-    torch.set_num_threads(CPU_THREADS)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -76,6 +85,10 @@ def _functorch_active() -> bool:
     if active is not None:
         return bool(active())
     return _functorch.maybe_current_level() is not None
+
+
+def _kind(numel: int) -> str:
+    return "small" if numel <= SMALL_OP_NUMEL else "heavy"
 
 
 def usable() -> bool:
@@ -146,11 +159,12 @@ class _SparseMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(w: Tensor, sp: SparseRows, transpose: bool) -> Tensor:  # type: ignore[override]
-        with _cpu_threads(w.device):
+        with _cpu_threads(w.device, _kind(sp.nnz)):
             if transpose:
                 ptr, idx, vals = sp.by_columns()
             else:
                 ptr, idx, vals = sp.rows_ptr, sp.cols, sp.vals
+        with _cpu_threads(w.device, "heavy"):
             return F.embedding_bag(idx, w.contiguous(), ptr, mode="sum", per_sample_weights=vals)
 
     @staticmethod
@@ -176,8 +190,9 @@ def sparse_rows(x: Tensor) -> SparseRows | None:
     k = x.shape[-1]
     flat = x.detach().reshape(-1)
     bits = flat.view(_SAME_WIDTH_INT[flat.dtype]) if flat.dtype in _SAME_WIDTH_INT else flat
-    with _cpu_threads(x.device):
+    with _cpu_threads(x.device, "heavy"):
         idx = bits.nonzero().squeeze(1)
+    with _cpu_threads(x.device, _kind(idx.numel())):
         if idx.numel() > SPARSE_MAX_DENSITY * flat.numel():
             return None
         return SparseRows(idx, flat.index_select(0, idx), (flat.numel() // k if k else 0, k))
@@ -197,7 +212,7 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tenso
         return F.linear(x, weight, bias)
     out = _SparseMatmul.apply(weight.t(), sp, False)
     if bias is not None:
-        with _cpu_threads(out.device):
+        with _cpu_threads(out.device, "heavy"):
             out.add_(bias)  # in place: a fresh output, which the backward does not read
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
@@ -281,7 +296,7 @@ class _LIF(torch.autograd.Function):
     @staticmethod
     def forward(currents: Tensor, lam: float, theta: float, beta: float, reset: str,  # type: ignore[override]
                 mode: str) -> tuple[Tensor, Tensor]:
-        with _cpu_threads(currents.device):
+        with _cpu_threads(currents.device, _kind(currents[:, 0].numel())):
             return _LIF._forward(currents, lam, theta, beta, reset, mode)
 
     @staticmethod
@@ -330,8 +345,7 @@ class _LIF(torch.autograd.Function):
         given = gu if gu is not None else gs
         if given is None:
             return None, None, None, None, None, None
-        with _cpu_threads(given.device):
-            grad = _LIF._backward(ctx, gu, gs)
+        grad = _LIF._backward(ctx, gu, gs)
         return grad, None, None, None, None, None
 
     @staticmethod
@@ -340,9 +354,28 @@ class _LIF(torch.autograd.Function):
         kw = dict(lam=ctx.lam, theta=ctx.theta, beta=ctx.beta, reset=ctx.reset, mode=ctx.mode)
         T = u.shape[1]
         if torch.is_grad_enabled():  # create_graph=True: out-of-place ops, so autograd records them
+            return _LIF._backward_differentiable(u, s, gu, gs, kw)
+        with _cpu_threads(u.device, "heavy"):
+            g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
+        if g is None:
+            return None
+        with _cpu_threads(u.device, _kind(u[:, 0].numel())):
+            for t in range(T - 2, -1, -1):  # d_t = G_t + M_t d_{t+1}, in place in g
+                if isinstance(m, float):
+                    g[:, t].add_(g[:, t + 1], alpha=m)
+                else:
+                    g[:, t].addcmul_(m[:, t], g[:, t + 1])
+        return g
+
+    @staticmethod
+    def _backward_differentiable(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None,
+                                 kw: dict) -> Tensor | None:
+        T = u.shape[1]
+        with _cpu_threads(u.device, "heavy"):
             g, m = _adjoint_coefficients(u, s, gu, gs, **kw)
-            if g is None:
-                return None
+        if g is None:
+            return None
+        with _cpu_threads(u.device, _kind(u[:, 0].numel())):
             # unbind, not g[:, t]: the backward of T selects would fill T zero tensors of g's size
             g_t, m_t = g.unbind(1), m.unbind(1)
             d = g_t[T - 1]
@@ -350,16 +383,8 @@ class _LIF(torch.autograd.Function):
             for t in range(T - 2, -1, -1):
                 d = g_t[t] + m_t[t] * d
                 ds.append(d)
+        with _cpu_threads(u.device, "heavy"):
             return torch.stack(ds[::-1], dim=1)
-        g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
-        if g is None:
-            return None
-        for t in range(T - 2, -1, -1):  # d_t = G_t + M_t d_{t+1}, in place in g
-            if isinstance(m, float):
-                g[:, t].add_(g[:, t + 1], alpha=m)
-            else:
-                g[:, t].addcmul_(m[:, t], g[:, t + 1])
-        return g
 
 
 def lif(currents: Tensor, *, lam: float, theta: float, beta: float, reset: str,
