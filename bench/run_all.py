@@ -1,6 +1,6 @@
 """Run every benchmark, hold each ratio against its target, and write one JSON summary (`make bench`).
 
-    python bench/run_all.py                       (runs/bench/results.json; about 3-6 minutes on 2 cores)
+    python bench/run_all.py                       (runs/bench/results.json; 1-3 minutes on 2 cores)
     python bench/run_all.py --threads 2 --out runs/bench.json
     python bench/run_all.py --quick               (tiny sizes: checks that everything runs)
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
@@ -96,9 +97,18 @@ def _section(name: str, fn: Callable[[], Any], results: dict[str, Any], errors: 
     return out
 
 
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _with_threads(n: int | None, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn run with n intra-op threads (None: torch's default); records them and the load around it."""
     def run() -> Any:
         before = torch.get_num_threads()
+        load0 = _load()
         if n:
             torch.set_num_threads(n)
         try:
@@ -107,6 +117,7 @@ def _with_threads(n: int | None, fn: Callable[[], Any]) -> Callable[[], Any]:
             torch.set_num_threads(before)
         if isinstance(out, dict):
             out["threads"] = n or before
+            out["load_average_1min"] = [load0, _load()]
         return out
 
     return run
@@ -130,8 +141,11 @@ def collect_targets(r: dict[str, Any], threads: int | None) -> list[Target]:
         th = step.get("threads")
         tim = step["timing"]
         fast = tim["sast-fast"]["median_ms"]
+        load = step.get("load_average_1min") or [None, None]
+        load_note = "" if None in load else f"; load {load[0]:.1f}->{load[1]:.1f}"
         t.append(Target("demo step: sast-fast / GEMM floor", tim["sast-fast"]["ratio"], 0.45, threads=th,
-                        note=f"plain {tim['sast-plain']['ratio']:.2f}, fast-dense {tim['sast-fast-dense']['ratio']:.2f}"))
+                        note=f"plain {tim['sast-plain']['ratio']:.2f}, fast-dense {tim['sast-fast-dense']['ratio']:.2f}"
+                             f", floor {tim['floor']['median_ms']:.0f} ms{load_note}"))
         if "snntorch" in tim:
             t.append(Target("demo step: snnTorch / sast-fast", tim["snntorch"]["median_ms"] / fast, 3.0, upper=False,
                             threads=th, note=f"snnTorch {tim['snntorch']['ratio']:.2f} x floor"))
