@@ -16,7 +16,7 @@ PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/bench-gpu}
-ROUNDS=${ROUNDS:-20}
+ROUNDS=${ROUNDS:-10}
 QUICK=${QUICK:-}
 mkdir -p "$OUT"
 status=0
