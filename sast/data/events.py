@@ -179,29 +179,36 @@ def to_frames(
     w, h, n_pol = (int(s) for s in sensor_size)
     wd, hd, _ = downsampled_size((w, h, n_pol), downsample)
 
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    p = events["p"].astype(np.int64)
-    if len(events) and (x.min() < 0 or x.max() >= w or y.min() < 0 or y.max() >= h):
+    # native dtypes for the checks (int16 passes are cheaper), int64 only for the flat index
+    x, y, p = events["x"], events["y"], events["p"]
+    if len(events) and (int(x.min()) < 0 or int(x.max()) >= w or int(y.min()) < 0 or int(y.max()) >= h):
         raise ValueError(
             f"event pixels must lie in the sensor {w}x{h}; got x in [{x.min()}, {x.max()}], "
             f"y in [{y.min()}, {y.max()}]; pass the sensor_size the events were recorded with"
         )
     if n_pol == 1:
-        p = np.zeros_like(p)
-    elif len(events) and (p.min() < 0 or p.max() >= n_pol):
+        p = np.zeros(len(events), dtype=np.int64)
+    elif len(events) and (int(p.min()) < 0 or int(p.max()) >= n_pol):
         raise ValueError(
             f"polarities must lie in [0, {n_pol - 1}] for a sensor with {n_pol} channels; "
             f"got [{p.min()}, {p.max()}]"
         )
 
     b, keep = time_bins(events["t"], n_time_bins, None if duration is None else int(duration), t_start)
-    flat = ((b * n_pol + p) * hd + y // downsample) * wd + x // downsample
-    counts = np.bincount(flat[keep], minlength=n_time_bins * n_pol * hd * wd)
-    frames = counts.reshape(n_time_bins, n_pol, hd, wd)
+    if downsample != 1:
+        x, y = x // downsample, y // downsample
+    flat = ((b * n_pol + p) * hd + y) * wd + x
+    if not keep.all():
+        flat = flat[keep]
+    size = n_time_bins * n_pol * hd * wd
+    if clip == 1:  # binary frames: mark the pixels, no counting needed
+        frames = np.zeros(size, dtype=np.uint8)
+        frames[flat] = 1
+        return frames.reshape(n_time_bins, n_pol, hd, wd)
+    counts = np.bincount(flat, minlength=size).reshape(n_time_bins, n_pol, hd, wd)
     if clip is None:
-        return frames
-    return np.minimum(frames, clip).astype(np.uint8)
+        return counts
+    return np.minimum(counts, clip).astype(np.uint8)
 
 
 class EventSet(Sequence):
