@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--monitor", default="default", help="live theory checks on a fixed probe set, logged to "
-                   "metrics.jsonl (checks.monitor presets): default (~5%% overhead), full, off")
+                   "metrics.jsonl (checks.monitor presets): default (T6's probe every 50 steps, <= 5%% "
+                   "of the demo's time), full (all checks on schedules, ~2x the time), off")
     return p
 
 

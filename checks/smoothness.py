@@ -1,0 +1,115 @@
+"""T4 (smoothness): the extreme Hessian eigenvalues of the probe-batch loss, by Lanczos, against L.
+
+    python -m checks.smoothness --model ckpt.pt [--tol 1e-3] [--max-iter 150]
+
+T4 (A1-A3): F(w) = E l(z(w; x), y) is L-smooth on the parameter set of A3, with
+
+    L = Z1^2/2 + sqrt(2) Z2   (``theory.bounds.smoothness``: U1, S1, U2, S2 layer by layer)
+
+so every Hessian eigenvalue of F, and of any minibatch loss, lies in [-L, L]. The
+check forms no Hessian: ``linalg.HessianOperator`` gives exact Hessian-vector products
+of the smooth-mode probe-batch loss F_B(w) = mean_i l(z(w; x_i), y_i) over all trainable
+parameters, and ``linalg.lanczos_extremes`` finds both ends of its spectrum. The
+estimate is max(|lambda_min|, |lambda_max|): Ritz values lie inside the spectrum, so it
+is a lower estimate of the spectral radius whether or not Lanczos converged (that is
+recorded in ``converged``, never raised). L is held against it with rtol 0.
+
+Where A4 fails, L is T4's finite-T form (it grows with T): the status is then
+"assumption fails" if the bound holds, and details say ``finite_T``. Max pooling makes
+T4 "not applicable" (no L); the eigenvalues are still measured and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+import torch
+
+from checks import linalg
+from checks._cli import Loaded, check_probe, run_cli
+from checks._common import Stopwatch, bound_details, describe, merged_assumptions
+from checks._result import CheckResult, make_result
+from checks.constants import model_constants
+from sast.model import SNN
+from theory import ModelConstants, bounds
+
+# The theory record's layer-by-layer quantities copied into the details (THEORY.md T4's symbols).
+THEORY_KEYS = ("kappa", "gam", "K", "A_l", "U1", "S1", "U2", "S2", "Z1", "Z2")
+
+
+def local_curvature(
+    model: SNN,
+    probe: tuple[torch.Tensor, torch.Tensor],
+    *,
+    tol: float = linalg.DEFAULT_TOL,
+    max_iter: int | None = None,
+    seed: int = 0,
+    method: linalg.HVPMethod = "auto",
+    check_deterministic: bool = True,
+) -> tuple[linalg.LanczosResult, linalg.HessianOperator]:
+    """lambda_min and lambda_max of the Hessian of the smooth-mode probe-batch loss at the model's w.
+
+    Shared by T4 (the estimate), T5 and T6 (the "local curvature" max(|lambda|) at w, an
+    indication of the smoothness near w, not a bound over the ball or the run).
+    """
+    x, y = probe
+    op = linalg.HessianOperator(model, None, x, y, method=method, mode="smooth",
+                                check_deterministic=check_deterministic, seed=seed)
+    res = linalg.lanczos_extremes(op, tol=tol, max_iter=max_iter, seed=seed)
+    return res, op
+
+
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
+        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, method: linalg.HVPMethod = "auto",
+        check_deterministic: bool = True, constants: ModelConstants | None = None, **_: object) -> CheckResult:
+    """T4: max(|lambda_min|, |lambda_max|) of the probe-batch Hessian (Lanczos, exact HVPs) against L.
+
+    ``tol`` and ``max_iter`` (None: linalg's default) govern Lanczos (relative to the
+    spectral radius); ``method`` the HVP method ("auto" times both once);
+    ``check_deterministic`` repeats a product to catch a random loss (the live monitor
+    turns it off to save the products, on a model it holds in eval mode).
+    ``constants`` may pass precomputed ``model_constants(model, x)``.
+    """
+    check_probe(model, probe)
+    sw = Stopwatch()
+    x, _ = probe
+    c = constants if constants is not None else model_constants(model, x)
+    rec = bounds.smoothness(c)
+    res, op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, method=method,
+                              check_deterministic=check_deterministic)
+    estimate = max(abs(res.lambda_min), abs(res.lambda_max))
+    details: dict[str, Any] = {
+        "L": rec.value, "lambda_min": res.lambda_min, "lambda_max": res.lambda_max,
+        "residual_min": res.residual_min, "residual_max": res.residual_max, "iterations": res.iterations,
+        "tol": tol, "max_iter": max_iter if max_iter is not None else min(op.dim, linalg.DEFAULT_LANCZOS_MAX_ITER),
+        "hvp_method": op.method, "hvp_calibration": dict(op.calibration), "overhead_products": op.overhead_products,
+        "n_params": op.dim, "n_probe": int(len(x)), "mode": "smooth",
+        **{k: rec.details.get(k) for k in THEORY_KEYS},
+        **bound_details(rec),
+    }
+    return make_result("T4", "smoothness", bound=rec.value, estimate=estimate, assumptions=merged_assumptions(rec),
+                       converged=res.converged, n_products=res.n_products, seed=seed, seconds=sw.seconds,
+                       details=details, **describe(model, x))
+
+
+def _flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tol", type=float, default=linalg.DEFAULT_TOL,
+                   help="Lanczos stops when both Ritz residuals are <= tol * the spectral radius")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help=f"Lanczos steps at most (default min(P, {linalg.DEFAULT_LANCZOS_MAX_ITER}))")
+    p.add_argument("--hvp-method", default="auto", choices=linalg.HVP_METHODS,
+                   help="Hessian-vector products: auto times both exact methods once and keeps the faster")
+
+
+def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
+    return {"tol": args.tol, "max_iter": args.max_iter, "method": args.hvp_method}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("python -m checks.smoothness", __doc__.splitlines()[0], run, argv, add_flags=_flags,
+                   options=_options)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
