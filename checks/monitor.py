@@ -29,8 +29,10 @@ root) wires it in, so ``sast`` never imports ``checks``. Following cockpit's mod
 
 Presets are named lists of quantities (:data:`PRESETS`): ``off``, ``default``, ``full``.
 
-The probe set is drawn once, when training starts, from the run's validation split
-with a fixed seed (:data:`PROBE_SEED`, :data:`PROBE_SIZE` samples, a random order, so
+The probe set is drawn once, when training starts, from the run's training split
+(T6's F is the objective the minibatches estimate without bias, the training loss; a
+validation probe would measure the population loss, which T6 does not bound) with a
+fixed seed (:data:`PROBE_SEED`, :data:`PROBE_SIZE` samples, a random order, so
 the first n samples are a uniform subset): it is the same whatever the preset, and the
 same on resume. The monitor does not change training: it never touches the global RNG
 (random starts come from seeded generators), never writes ``.grad`` or the parameters
@@ -72,7 +74,7 @@ if TYPE_CHECKING:
     from sast.sam import StepStats
     from sast.train import Run
 
-PROBE_SIZE = 128  # samples of the validation split: F and ||grad F||^2 to a few percent, ~2 minibatch gradients
+PROBE_SIZE = 128  # samples of the training split: F and ||grad F||^2 to a few percent, ~2 minibatch gradients
 PROBE_SEED = 2024  # fixed: every run (and every preset) of one data set shares one probe set
 SIGMA_GROUPS = 4  # groups of the probe gradient for sigma^2 (m - 1 = 3 degrees of freedom, ~27% relative spread)
 
@@ -300,7 +302,7 @@ def draw_probe(split: Any, size: int = PROBE_SIZE,
     """``size`` samples of a Split (frames, labels) in a random order fixed by ``seed`` (own generator)."""
     n = len(split.labels)
     if n == 0:
-        raise ValueError("the monitor's probe split (validation) is empty")
+        raise ValueError("the monitor's probe split (training) is empty")
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(size, n)]
     return split.frames[idx].float(), split.labels[idx].clone(), idx.tolist()
 
@@ -342,7 +344,7 @@ class Monitor(Callback):
         t0 = time.perf_counter()
         dtype = next(run.model.parameters()).dtype
         device = next(run.model.parameters()).device
-        x, y, idx = draw_probe(run.data.val, self.probe_size, self.probe_seed)
+        x, y, idx = draw_probe(run.data.train, self.probe_size, self.probe_seed)
         self.probe, self.probe_indices = (x.to(device, dtype), y.to(device)), idx
         run.log.log({"kind": "monitor", "event": "start", "step": run.step, "epoch": run.epoch, "preset": self.preset,
                      "quantities": [q.describe() for q in self.quantities],

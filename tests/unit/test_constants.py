@@ -71,3 +71,11 @@ def test_model_constants_rejects_bad_probe():
     with pytest.raises(ValueError, match=">= 0"):
         model_constants(model, -torch.rand(2, 3, 2, 8, 8))
     assert math.isfinite(model_constants(model, torch.rand(2, 3, 2, 8, 8)).R[0])
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (9, 5), (1, 4), (6, 6)])
+def test_spectral_norm_equals_the_largest_singular_value(shape):
+    from checks.constants import spectral_norm
+
+    w = torch.randn(*shape, dtype=torch.float64)
+    assert spectral_norm(w) == pytest.approx(torch.linalg.svdvals(w)[0].item(), rel=1e-12)
