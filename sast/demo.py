@@ -2,9 +2,14 @@
 
     python -m sast.demo            (what `make demo` runs)
 
-Both runs use the defaults of ``python -m sast.train``; their run folders go under
-``--out``. A second call reuses finished runs (it resumes them, which for a finished
-run only re-reads its log).
+Both runs use the defaults of ``python -m sast.train``, with the live checks monitor;
+their run folders go under ``--out``. Then every check of ``checks.all`` runs on each
+final checkpoint (checks.json in each run folder), and one theory-alignment report is
+written for both runs. A second call reuses finished runs (it resumes them, which for a
+finished run only re-reads its log).
+
+This module is a composition root: it wires ``checks`` and ``reports`` (higher layers)
+into training, importing them inside ``main`` only.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--monitor", default="default", help="live checks preset: default, full or off")
+    p.add_argument("--no-checks", action="store_true", help="skip checks.all and the report")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -49,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir = out / ("sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}")
             print(f"training {label} -> {run_dir}", file=sys.stderr)
             resume = (run_dir / "ckpt.pt").exists()
-            rec = train(cfg, run_dir, resume=resume, progress=not args.no_progress, data=data)
+            callbacks = []
+            if args.monitor != "off":
+                from checks.monitor import Monitor
+
+                callbacks.append(Monitor(args.monitor))
+            rec = train(cfg, run_dir, callbacks=callbacks, resume=resume, progress=not args.no_progress, data=data)
             rows.append(dict(method=label, smooth=rec["test_smooth_acc"], hard=rec["test_hard_acc"],
                              gap=rec["test_gap"], sec=_seconds_per_epoch(run_dir), run_dir=run_dir))
     except TrainingDiverged as e:
@@ -58,12 +70,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    report = None if args.no_checks else _checks_and_report(rows, out, args)
     print(f"\nsynth-nmnist, {base.epochs} epochs, beta={base.beta:g}, lam={base.lam:g}, T={base.T} "
           f"(test split, {len(data.test)} samples)")
     print(format_table(rows))
     for r in rows:
         print(f"run folder: {r['run_dir']}")
+        if r.get("verdicts"):
+            print("  checks: " + ", ".join(f"{k} {v}" for k, v in r["verdicts"].items()))
+    if report:
+        print(f"report: {report}")
     return 0
+
+
+def _checks_and_report(rows: list[dict], out: Path, args) -> Path | None:
+    """checks.all on each final checkpoint, then one report for both runs; returns its path."""
+    from checks.all import main as checks_main
+    from reports.build import build_report
+
+    for r in rows:
+        print(f"checks on {r['run_dir']}", file=sys.stderr)
+        code = checks_main(["--model", str(r["run_dir"] / "ckpt.pt"), "--device", args.device, "--no-progress"])
+        if code == 2:
+            print(f"warning: the checks could not run on {r['run_dir']}", file=sys.stderr)
+            continue
+        import json
+
+        checks = json.loads((r["run_dir"] / "checks.json").read_text())
+        r["verdicts"] = {c["id"]: c["status"] for c in checks}
+    return build_report([r["run_dir"] for r in rows], out / "report.html")
 
 
 def _seconds_per_epoch(run_dir: Path) -> float:

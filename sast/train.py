@@ -65,7 +65,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.5
     batch_size: int = 64
-    epochs: int = 8
+    epochs: int = 30
     seed: int = 0
     device: str = "cpu"
     layers: list[str] = field(default_factory=list)  # empty: the dataset's default
