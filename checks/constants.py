@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -155,3 +156,36 @@ def exact_conv_matrix(spec: LayerSpec, weight: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *spec.in_shape)
     out = F.conv2d(eye, weight.detach().double().cpu(), stride=spec.stride, padding=spec.padding)
     return out.reshape(n_in, -1).T
+
+
+def ball_constants(model: SNN, c: ModelConstants, rho: float) -> ModelConstants:
+    """A3 on the ball ||w' - w|| <= rho around the model's weights (THEORY.md A3: "... plus rho").
+
+    Every norm of ``c`` (the constants at w) enlarged by what a parameter perturbation E
+    of norm at most rho can add, so that T4's L computed from the result bounds the
+    Hessian at every w + eps of the ball, as T5's Taylor arguments need:
+
+    - dense (n_in inputs after pooling): ||W + E|| <= R + rho (pooling has norm <= 1),
+      ||W + E||_inf <= R_inf + sqrt(n_in) rho (a row's l1 norm is at most sqrt(n_in) times
+      its l2 norm), ||b + e||_inf <= b_inf + rho, ||b + e|| <= r + rho;
+    - conv (kernel c_o x c_i x k x k): each reshaped kernel's norm grows by at most
+      ||E||_F <= rho, so the reshaped-kernel bound grows by sqrt(k^2) rho (times the
+      pooling norm); R_inf by sqrt(c_i k^2) rho; the broadcast bias norm by sqrt(P) rho;
+    - readout: R_o + rho.
+    """
+    if not (rho >= 0 and math.isfinite(rho)):
+        raise ValueError(f"rho must be a finite number >= 0, got {rho}")
+    R, R_inf, b_inf, b_norm = list(c.R), list(c.R_inf), list(c.b_inf), list(c.b_norm)
+    for l, spec in enumerate(model.spiking_specs):
+        if spec.kind == "dense":
+            R[l] += rho
+            R_inf[l] += math.sqrt(math.prod(spec.in_shape)) * rho
+            b_norm[l] += rho
+        else:
+            pool_norm = math.prod(1.0 / p.kernel for p in _pools_before(model, spec))
+            R[l] += spec.kernel * rho * pool_norm
+            R_inf[l] += math.sqrt(spec.in_shape[0] * spec.kernel ** 2) * rho
+            b_norm[l] += math.sqrt(spec.out_shape[1] * spec.out_shape[2]) * rho
+        b_inf[l] += rho
+    return dataclasses.replace(c, R=tuple(R), R_inf=tuple(R_inf), b_inf=tuple(b_inf), b_norm=tuple(b_norm),
+                               R_o=c.R_o + rho)

@@ -44,7 +44,7 @@ from checks import linalg
 from checks._cli import CheckInputError, Loaded, check_probe, run_cli
 from checks._common import Stopwatch, bound_details, describe, merged_assumptions, worst
 from checks._result import CheckResult, make_result
-from checks.constants import model_constants
+from checks.constants import ball_constants, model_constants
 from checks.smoothness import local_curvature
 from sast.model import SNN
 from sast.sam import GRAD_NORM_FLOOR
@@ -195,7 +195,7 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
         check_deterministic: bool = True, local: bool = True, constants: ModelConstants | None = None,
         **_: object) -> CheckResult:
-    """T5: the SAM first-order errors q1, q2, q3 and the Taylor remainder at w, against T4's L.
+    """T5: the SAM first-order errors q1, q2, q3 and the Taylor remainder at w, against T4's L on the rho-ball.
 
     ``rho`` None means :data:`DEFAULT_RHO` (``rho_source`` says where a given rho came
     from). ``tol``, ``max_iter``, ``hvp_method`` and ``check_deterministic`` govern the
@@ -213,8 +213,11 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
             raise CheckInputError(f"{name} must be >= 0, got {v}")
     sw = Stopwatch()
     x, _ = probe
-    t4 = bounds.smoothness(constants if constants is not None else model_constants(model, x))
+    at_w = constants if constants is not None else model_constants(model, x)
+    # T5's Taylor arguments need L along every segment w -> w + eps: T4 on the rho-ball (A3 plus rho)
+    t4 = bounds.smoothness(ball_constants(model, at_w, float(rho)))
     L = t4.value
+    L_at_w = bounds.smoothness(at_w).value
     q = sam_quantities(model, probe, float(rho), seed=seed, ascent_starts=ascent_starts, ascent_steps=ascent_steps,
                        taylor_samples=taylor_samples)
     lanczos, L_local, n_hvp = None, None, 0
@@ -232,7 +235,8 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
                     "holds_local": None if b_local is None else q[k] <= b_local[k]}
     t5 = bounds.sam_first_order(L, rho)
     details: dict[str, Any] = {
-        "rho": rho, "rho_source": rho_source or "given", "L": L, "L_local": L_local,
+        "rho": rho, "rho_source": rho_source or "given", "L": L, "L_local": L_local, "L_at_w": L_at_w,
+        "L_note": "L is T4 on the rho-ball around w (every norm of A3 plus what a perturbation of size rho adds)",
         "local_note": "local curvature max|lambda| of the probe Hessian at w: an indication, not a guarantee",
         "lambda_min": None if lanczos is None else lanczos.lambda_min,
         "lambda_max": None if lanczos is None else lanczos.lambda_max,

@@ -79,3 +79,28 @@ def test_spectral_norm_equals_the_largest_singular_value(shape):
 
     w = torch.randn(*shape, dtype=torch.float64)
     assert spectral_norm(w) == pytest.approx(torch.linalg.svdvals(w)[0].item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("layers", [["dense:5", "dense:4"], ["conv:3:3:2", "pool:2", "dense:5"], ["pool:2", "dense:4"],
+                                    ["conv:2:3", "pool:2", "conv:3:3"]])
+@pytest.mark.parametrize("seed", range(4))
+def test_ball_constants_cover_every_perturbation_of_size_rho(layers, seed):
+    from checks.constants import ball_constants
+
+    model = _model(layers, seed=seed)
+    x = torch.rand(3, 3, 2, 8, 8, dtype=torch.float64)
+    rho = 0.3
+    ball = ball_constants(model, model_constants(model, x), rho)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(5):
+        params = list(model.parameters())
+        e = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+        scale = rho / torch.sqrt(sum((v ** 2).sum() for v in e))
+        perturbed = _model(layers, seed=seed)
+        with torch.no_grad():
+            for p, q, v in zip(perturbed.parameters(), params, e):
+                p.copy_(q + scale * v)
+        c = model_constants(perturbed, x)
+        for name in ("R", "R_inf", "b_inf", "b_norm"):
+            assert all(a <= b * (1 + 1e-12) for a, b in zip(getattr(c, name), getattr(ball, name))), name
+        assert c.R_o <= ball.R_o * (1 + 1e-12)
