@@ -13,12 +13,16 @@ parameters are restored bit for bit after the perturbed pass (saved copies, not
 w + eps - eps). Unlike optax's SAM, the normalisation guards against a zero
 gradient, which happens with all-zero surrogate gradients.
 
+Under torchrun, :func:`ddp_sgd_step` and :func:`ddp_sam_step` take the same steps on a
+DistributedDataParallel model, each rank holding its shard of the global minibatches.
+
 References: P. Foret et al., "Sharpness-Aware Minimization for Efficiently
 Improving Generalization", ICLR 2021; optax.contrib.sam.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,3 +116,107 @@ def sam_step(
         update_grad_norm=float(_grad_norm(update_grads)),
         grad_evals=2,
     )
+
+
+# --------------------------------------------------------------------------- data-parallel steps
+
+SAM_PERTURBATIONS = ("global", "local")
+"""Where a data-parallel SAST step takes its perturbation from (see :func:`ddp_sam_step`)."""
+
+
+def _ddp_params(model: nn.Module) -> list[torch.Tensor]:
+    inner = getattr(model, "module", model)  # DistributedDataParallel keeps the model as .module
+    return [p for p in inner.parameters() if p.requires_grad]
+
+
+def _backward_grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``loss.backward()`` into empty ``.grad``s (so DDP averages them over the ranks); the gradients."""
+    for p in params:
+        p.grad = None  # no accumulation into the previous pass's gradient
+    loss.backward()
+    return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+
+
+def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """The average of ``values`` over the ranks (float64): every rank gets the same numbers."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
+
+
+def ddp_sgd_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor]
+) -> StepStats:
+    """:func:`sgd_step` on a DistributedDataParallel ``model`` and this rank's shard of the global batch.
+
+    The gradient comes from ``backward()``, which DDP averages over the ranks: with equal
+    shards that is the gradient of the mean loss over the global batch. The reported loss
+    is averaged over the ranks too (the global batch's mean loss), so every rank sees the
+    same statistics and takes the same decisions (the divergence stop).
+    """
+    params = _ddp_params(model)
+    loss = loss_fn(model, batch)
+    grads = _backward_grads(loss, params)
+    norm = _grad_norm(grads)
+    optimizer.step()
+    mean_loss, = _mean_over_ranks([float(loss.detach())], params[0].device)
+    return StepStats(loss=mean_loss, grad_norm=float(norm))
+
+
+def ddp_sam_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    perturb_batch: tuple[torch.Tensor, torch.Tensor],
+    update_batch: tuple[torch.Tensor, torch.Tensor],
+    rho: float,
+    *,
+    perturbation: str = "global",
+) -> StepStats:
+    """:func:`sam_step` on a DistributedDataParallel ``model``, each rank holding its shard of B_k and B'_k.
+
+    Both gradients come from ``backward()`` on the DDP model (``torch.autograd.grad``
+    would bypass DDP's reducer and nothing would be averaged):
+
+    - ``global`` (the default): g_k is the all-reduced gradient of B_k, so eps_k, and the
+      whole step, equal the single-process step on the global batches up to float
+      rounding;
+    - ``local``: g_k is this rank's own shard gradient (the pass runs under
+      ``model.no_sync()``), so each replica ascends to its own w_k + eps_k^r, the
+      m-sharpness of Foret et al. (2021, Sec. 4.1) with m = b / world_size; with one
+      process it is ``global``.
+
+    The update gradient grad l(w_k + eps_k; B'_k) is all-reduced in both modes, so the
+    ranks take the same step, and the parameters are restored bit for bit from saved
+    copies before it. Statistics are averaged over the ranks (for ``local`` the reported
+    grad_norm is the mean of the replicas' norms).
+    """
+    if rho < 0:
+        raise ValueError(f"rho must be >= 0, got {rho}")
+    if perturbation not in SAM_PERTURBATIONS:
+        raise ValueError(f"unknown SAM perturbation {perturbation!r}: expected one of {', '.join(SAM_PERTURBATIONS)}")
+    params = _ddp_params(model)
+    sync = getattr(model, "no_sync", None) if perturbation == "local" else None
+    with sync() if sync is not None else contextlib.nullcontext():  # forward and backward both unsynced
+        loss = loss_fn(model, perturb_batch)
+        grads = _backward_grads(loss, params)
+    norm = _grad_norm(grads)
+    scale = rho / torch.clamp(norm, min=GRAD_NORM_FLOOR)  # eps = 0 exactly when g = 0
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p.add_(g * scale.to(g.dtype))
+    perturbed = loss_fn(model, update_batch)
+    update_grads = _backward_grads(perturbed, params)  # synced: the all-reduced update gradient
+    with torch.no_grad():
+        for p, w in zip(params, saved):
+            p.copy_(w)
+    optimizer.step()
+    stats = _mean_over_ranks([float(loss.detach()), float(norm), float(perturbed.detach()),
+                              float(_grad_norm(update_grads))], params[0].device)
+    return StepStats(loss=stats[0], grad_norm=stats[1], perturbed_loss=stats[2], update_grad_norm=stats[3],
+                     grad_evals=2)

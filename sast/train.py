@@ -12,6 +12,29 @@ The run folder holds config.json, metrics.jsonl (one JSON record a line), ckpt.p
 from ckpt.pt with --resume and then continues exactly as an uninterrupted run.
 Exit codes: 0 done, 2 bad input, 3 the loss became NaN or infinite (the last good
 checkpoint is kept).
+
+Data-parallel training (sast.distributed):
+
+    torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
+
+The model is wrapped in DistributedDataParallel (gloo on the CPU, nccl on
+``cuda:LOCAL_RANK``). ``--batch-size`` stays the global batch b of T6: every process
+draws the same global minibatches from the same seeded generators and takes its
+equal shard (b must be a multiple of N), and DDP averages the shard gradients, which
+is the gradient of the mean loss over the global batch. The SAST perturbation comes
+from that all-reduced gradient (``--sam-perturbation global``, the default) or from
+each replica's own shard (``local``: m-sharpness with m = b/N, by design another
+step); the update gradient at w + eps is all-reduced in both. So a run with
+``global`` equals the single-process run up to float rounding (the logged losses
+and norms are averaged over the ranks and equal the single-process ones too).
+Rank 0 alone evaluates the whole validation and test splits, writes config.json
+(which records ``distributed.world_size``), metrics.jsonl and the checkpoints (which
+record ``world_size``), and runs the callbacks; the others wait for it at the end
+of each epoch. ``--resume`` works under torchrun. The world size is not part of the
+settings a resume must match: resuming on another number of processes is allowed
+(with a note on stderr) since the run continues equal up to rounding, except with
+``--sam-perturbation local``, whose step depends on it (refused, one line). After
+``torchrun`` the monitor flag must be spelled ``--monitor-preset``.
 """
 
 from __future__ import annotations
@@ -29,11 +52,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sast import checkpoint
+from sast import checkpoint, distributed
 from sast.evaluate import accuracy_and_loss, predict_logits
 from sast.model import SNN, SNNConfig
 from sast.runlog import MetricsLog, environment, read_jsonl, write_json
-from sast.sam import OPTIMIZERS, StepStats, make_optimizer, sam_step, sgd_step
+from sast.sam import (OPTIMIZERS, SAM_PERTURBATIONS, StepStats, ddp_sam_step, ddp_sgd_step, make_optimizer,
+                      sam_step, sgd_step)
 
 METHODS = ("hfsb", "sf", "sast")
 SAM_BATCHES = ("independent", "same")
@@ -62,6 +86,7 @@ class TrainConfig:
     method: str = "sf"
     rho: float = 0.0
     sam_batch: str = "independent"
+    sam_perturbation: str = "global"  # under torchrun: "local" perturbs each replica by its own shard (m-sharpness)
     optimizer: str = "sgd"
     lr: float = 0.5
     batch_size: int = 64
@@ -89,6 +114,12 @@ class TrainConfig:
             raise bad(f"unknown method {self.method!r}: expected one of {', '.join(METHODS)}")
         if self.sam_batch not in SAM_BATCHES:
             raise bad(f"unknown --sam-batch {self.sam_batch!r}: expected one of {', '.join(SAM_BATCHES)}")
+        if self.sam_perturbation not in SAM_PERTURBATIONS:
+            raise bad(f"unknown --sam-perturbation {self.sam_perturbation!r}: expected one of "
+                      f"{', '.join(SAM_PERTURBATIONS)}")
+        if self.method != "sast" and self.sam_perturbation != "global":
+            raise bad(f"--sam-perturbation {self.sam_perturbation} needs --method sast "
+                      f"(method {self.method!r} does no perturbation)")
         if self.optimizer not in OPTIMIZERS:
             raise bad(f"unknown optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if not (self.rho >= 0 and math.isfinite(self.rho)):
@@ -263,6 +294,43 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     return perm[: n_batches * batch_size].view(n_batches, batch_size)
 
 
+def _check_run_dir(run_dir: Path, ckpt_path: Path, resume: bool) -> None:
+    if resume and not ckpt_path.exists():
+        raise ValueError(f"--resume: {ckpt_path} does not exist; start without --resume")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+
+
+def _load_data_once(cfg: TrainConfig, ctx: distributed.Context, progress: bool) -> Data:
+    """The data on every rank: rank 0 first (it builds the frame cache once), then the others from the cache."""
+    loaded: list[Data] = []
+    ctx.on_main(lambda: loaded.append(load_data(cfg, progress)))
+    return loaded[0] if loaded else load_data(cfg, progress=False)
+
+
+def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int) -> dict[str, Any]:
+    """The checkpoint to resume from, checked against ``cfg``; the log cut back to its step (rank 0's part)."""
+    _, ckpt = checkpoint.load(ckpt_path)
+    saved = TrainConfig.from_dict(ckpt["train_config"])
+    if saved.to_dict() != cfg.to_dict():
+        diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
+        raise ValueError(f"--resume with different settings ({', '.join(diff)}) than {ckpt_path}")
+    saved_world = int(ckpt.get("world_size", 1))
+    if saved_world != world_size:
+        if cfg.method == "sast" and cfg.sam_perturbation == "local":
+            raise ValueError(f"--resume with --sam-perturbation local on {world_size} process(es), but {ckpt_path} was "
+                             f"trained on {saved_world} (the perturbation batch b/world_size would change); resume "
+                             f"with torchrun --nproc_per_node={saved_world}")
+        distributed.note(f"note: {ckpt_path} was trained on {saved_world} process(es), resumed on {world_size}: the "
+                         "run continues equal to the uninterrupted one up to float rounding, not bit for bit")
+    MetricsLog.truncate_after(run_dir / "metrics.jsonl", ckpt["step"])
+    last_eval = None
+    if ckpt["epoch"] >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation
+        evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("kind") == "eval"]
+        last_eval = evals[-1] if evals else None
+    return {"ckpt": ckpt, "last_eval": last_eval}
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -272,16 +340,24 @@ def train(
     progress: bool = True,
     data: Data | None = None,
 ) -> dict[str, Any]:
-    """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record)."""
+    """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record).
+
+    Under torchrun (module docstring) every rank returns the same summary; rank 0 alone
+    writes ``run_dir`` and runs ``callbacks``.
+    """
     cfg.validate()
+    world_size = distributed.env_world_size()  # checked before joining the group: every rank stops alike
+    if cfg.batch_size % world_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch b) does not split evenly over "
+                         f"{world_size} processes; pass a multiple of {world_size}")
+    ctx = distributed.init_from_env(cfg.device)
+    progress = progress and ctx.is_main
+    callbacks = tuple(callbacks) if ctx.is_main else ()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "ckpt.pt"
-    if resume and not ckpt_path.exists():
-        raise ValueError(f"--resume: {ckpt_path} does not exist; start without --resume")
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    device = torch.device(cfg.device)
-    data = data if data is not None else load_data(cfg, progress)
+    ctx.on_main(lambda: _check_run_dir(run_dir, ckpt_path, resume))
+    device = ctx.device(cfg.device)
+    data = data if data is not None else _load_data_once(cfg, ctx, progress)
     torch.manual_seed(cfg.seed)
     model = SNN(model_config(cfg, data)).to(device)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
@@ -289,27 +365,26 @@ def train(
     gen_perturb = torch.Generator().manual_seed(cfg.seed * 2 + 2)
     start_epoch, step, grad_evals, best = 0, 0, 0, -1.0
     if resume:
-        _, ckpt = checkpoint.load(ckpt_path)
-        saved = TrainConfig.from_dict(ckpt["train_config"])
-        if saved.to_dict() != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
-            raise ValueError(f"--resume with different settings ({', '.join(diff)}) than {ckpt_path}")
+        state = ctx.on_main(lambda: _read_resume(cfg, ckpt_path, run_dir, ctx.world_size))
+        ckpt = state["ckpt"]
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         gen_update.set_state(ckpt["rng"]["update"])
         gen_perturb.set_state(ckpt["rng"]["perturb"])
         start_epoch, step, grad_evals, best = ckpt["epoch"], ckpt["step"], ckpt["grad_evals"], ckpt["best"]
-        MetricsLog.truncate_after(run_dir / "metrics.jsonl", step)
-        if start_epoch >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation
-            evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("kind") == "eval"]
-            if evals:
-                return evals[-1]
+        if state["last_eval"] is not None:
+            return state["last_eval"]
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": model.config.to_dict(),
-                                            "command": cfg.command(run_dir),
-                                            "environment": environment(), "device": str(device)})
-    log = MetricsLog(run_dir / "metrics.jsonl")
+        def start_run_dir() -> None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": model.config.to_dict(),
+                                                "command": ctx.launcher() + cfg.command(run_dir).removeprefix("python"),
+                                                "environment": environment(), "device": str(device),
+                                                "distributed": ctx.describe()})
+
+        ctx.on_main(start_run_dir)
+    replicated = ctx.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
+    log = MetricsLog(run_dir / "metrics.jsonl") if ctx.is_main else distributed.NullLog()
     run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
     n_batches = len(data.train) // cfg.batch_size
     bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
@@ -330,12 +405,20 @@ def train(
             t0 = time.perf_counter()
             window: list[float] = []
             for i in range(n_batches):
-                batch = data.train.batch(batches[i], device)
+                batch = data.train.batch(ctx.shard(batches[i]), device)  # this rank's part of the global batch
                 if cfg.method == "sast":
-                    pbatch = data.train.batch(perturb_batches[i], device) if perturb_batches is not batches else batch
-                    stats = sam_step(model, optimizer, run.loss_fn, pbatch, batch, cfg.rho)
+                    pbatch = (data.train.batch(ctx.shard(perturb_batches[i]), device)
+                              if perturb_batches is not batches else batch)
+                    if ctx.enabled:
+                        stats = ddp_sam_step(replicated, optimizer, run.loss_fn, pbatch, batch, cfg.rho,
+                                             perturbation=cfg.sam_perturbation)
+                    else:
+                        stats = sam_step(model, optimizer, run.loss_fn, pbatch, batch, cfg.rho)
+                elif ctx.enabled:
+                    stats = ddp_sgd_step(replicated, optimizer, run.loss_fn, batch)
                 else:
                     stats = sgd_step(model, optimizer, run.loss_fn, batch)
+                # the statistics are averaged over the ranks, so all ranks stop here together
                 if not math.isfinite(stats.loss) or (stats.perturbed_loss is not None
                                                      and not math.isfinite(stats.perturbed_loss)):
                     log.log({"kind": "error", "step": run.step, "epoch": epoch, "error": "non-finite loss"})
@@ -356,25 +439,31 @@ def train(
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
             seconds = time.perf_counter() - t0
-            model.eval()
-            val = evaluate_split(model, data.val, device)
-            test = evaluate_split(model, data.test, device)
-            record = {"kind": "eval", "step": run.step, "epoch": epoch + 1, "seconds": seconds,
-                      "grad_evals": run.grad_evals,
-                      **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
-            record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
-            log.log(record)
-            bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
-            state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
-                         step=run.step, grad_evals=run.grad_evals,
-                         rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()})
-            score = val[f"{cfg.native_mode}_acc"]
-            if score > best:
-                best = score
-                checkpoint.save(run_dir / "best.pt", model, best=best, **state)
-            checkpoint.save(ckpt_path, model, best=best, **state)
-            for cb in callbacks:
-                cb.on_epoch_end(run, record)
+
+            def end_epoch() -> dict[str, Any]:  # rank 0: evaluation, checkpoints, callbacks
+                nonlocal best
+                model.eval()
+                val = evaluate_split(model, data.val, device)
+                test = evaluate_split(model, data.test, device)
+                record = {"kind": "eval", "step": run.step, "epoch": epoch + 1, "seconds": seconds,
+                          "grad_evals": run.grad_evals,
+                          **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
+                record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
+                log.log(record)
+                bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
+                state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
+                             step=run.step, grad_evals=run.grad_evals, world_size=ctx.world_size,
+                             rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()})
+                score = val[f"{cfg.native_mode}_acc"]
+                if score > best:
+                    best = score
+                    checkpoint.save(run_dir / "best.pt", model, best=best, **state)
+                checkpoint.save(ckpt_path, model, best=best, **state)
+                for cb in callbacks:
+                    cb.on_epoch_end(run, record)
+                return record
+
+            record = ctx.on_main(end_epoch)  # the other ranks wait here, then go on with rank 0's record
         for cb in callbacks:
             cb.on_train_end(run)
     finally:
@@ -397,10 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=float, default=None, help="SAM radius (sast only; default 0.3 for sast)")
     p.add_argument("--sam-batch", default=d.sam_batch, help="independent: a second minibatch for the perturbation "
                    "(THEORY.md T6); same: the update batch (Foret et al.'s SAM)")
+    p.add_argument("--sam-perturbation", default=d.sam_perturbation, help="under torchrun: global (the perturbation "
+                   "from the all-reduced gradient of B_k, as one process would take it) or local (each replica "
+                   "perturbs by its own shard, m-sharpness with m = b / processes)")
     p.add_argument("--optimizer", default=d.optimizer, help="base step: sgd (T6 applies), momentum, adam")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate eta")
     p.add_argument("--batch-size", type=int, default=None, help=f"minibatch size b (default {d.batch_size}; "
-                   "gesture sets 16)")
+                   "gesture sets 16); under torchrun the global batch, split evenly over the processes")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and shuffling "
                    "(CPU runs repeat bit for bit)")
@@ -422,9 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--monitor", default="default", help="live theory checks on a fixed probe set, logged to "
-                   "metrics.jsonl (checks.monitor presets): default (T6's probe every 50 steps, <= 5%% "
-                   "of the demo's time), full (all checks on schedules, ~2x the time), off")
+    p.add_argument("--monitor", "--monitor-preset", dest="monitor", default="default", help="live theory checks "
+                   "on a fixed probe set, logged to metrics.jsonl (checks.monitor presets): default (T6's probe every "
+                   "50 steps, <= 5%% of the demo's time), full (all checks on schedules, ~2x the time), off; after "
+                   "torchrun spell it --monitor-preset (torchrun reads --monitor as its ambiguous --monitor-interval)")
     return p
 
 
@@ -432,7 +525,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     rho = args.rho if args.rho is not None else (0.3 if args.method == "sast" else 0.0)
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else []
     return TrainConfig.for_data(
-        args.data, method=args.method, rho=rho, sam_batch=args.sam_batch, optimizer=args.optimizer,
+        args.data, method=args.method, rho=rho, sam_batch=args.sam_batch, sam_perturbation=args.sam_perturbation,
+        optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
         layers=layers, T=args.T, lam=args.lam, theta=args.theta, beta=args.beta, reset=args.reset,
         init_scale=args.init_scale, clip=args.clip, root=args.root, cache_dir=args.cache_dir, limit=args.limit,
@@ -446,6 +540,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_rank = distributed.env_rank() == 0  # under torchrun all ranks meet the same input errors: one prints
     try:
         cfg = config_from_args(args)
         cfg.validate()
@@ -459,11 +554,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             callbacks.append(Monitor(args.monitor))
         summary = train(cfg, run_dir, callbacks=callbacks, resume=args.resume, progress=not args.no_progress)
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        code, error = 3, str(e)
     except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        code, error = 2, str(e)
+    else:
+        code, error = 0, None
+    # every rank gets here at the same point (the stats and errors are shared); a crash elsewhere is torchrun's to stop
+    distributed.shutdown(barrier=error is None)
+    if not main_rank:
+        return code
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return code
     print(f"run folder: {run_dir}")
     print(f"test accuracy  smooth {summary['test_smooth_acc']:.4f}  hard {summary['test_hard_acc']:.4f}  "
           f"gap {summary['test_gap']:+.4f}")
