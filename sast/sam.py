@@ -64,6 +64,24 @@ def _grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
 
 
+def _ascend(params: list[torch.Tensor], grads: list[torch.Tensor] | tuple[torch.Tensor, ...], rho: float):
+    """w <- w + eps, eps = rho g / ||g|| (eps = 0 exactly when g = 0); returns the saved w and ||g||."""
+    norm = _grad_norm(list(grads))
+    scale = rho / torch.clamp(norm, min=GRAD_NORM_FLOOR)
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p.add_(g * scale.to(g.dtype))
+    return saved, norm
+
+
+def _restore(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    """Put back the saved weights bit for bit (w + eps - eps would not be)."""
+    with torch.no_grad():
+        for p, w in zip(params, saved):
+            p.copy_(w)
+
+
 def sgd_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> StepStats:
@@ -94,18 +112,10 @@ def sam_step(
         raise ValueError(f"rho must be >= 0, got {rho}")
     params = [p for p in model.parameters() if p.requires_grad]
     loss = loss_fn(model, perturb_batch)
-    grads = torch.autograd.grad(loss, params)
-    norm = _grad_norm(grads)
-    scale = rho / torch.clamp(norm, min=GRAD_NORM_FLOOR)  # eps = 0 exactly when g = 0
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, g in zip(params, grads):
-            p.add_(g * scale.to(g.dtype))
+    saved, norm = _ascend(params, torch.autograd.grad(loss, params), rho)
     perturbed = loss_fn(model, update_batch)
     update_grads = torch.autograd.grad(perturbed, params)
-    with torch.no_grad():
-        for p, w in zip(params, saved):
-            p.copy_(w)
+    _restore(params, saved)
     for p, g in zip(params, update_grads):
         p.grad = g
     optimizer.step()
@@ -204,17 +214,10 @@ def ddp_sam_step(
     with sync() if sync is not None else contextlib.nullcontext():  # forward and backward both unsynced
         loss = loss_fn(model, perturb_batch)
         grads = _backward_grads(loss, params)
-    norm = _grad_norm(grads)
-    scale = rho / torch.clamp(norm, min=GRAD_NORM_FLOOR)  # eps = 0 exactly when g = 0
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, g in zip(params, grads):
-            p.add_(g * scale.to(g.dtype))
+    saved, norm = _ascend(params, grads, rho)
     perturbed = loss_fn(model, update_batch)
     update_grads = _backward_grads(perturbed, params)  # synced: the all-reduced update gradient
-    with torch.no_grad():
-        for p, w in zip(params, saved):
-            p.copy_(w)
+    _restore(params, saved)
     optimizer.step()
     stats = _mean_over_ranks([float(loss.detach()), float(norm), float(perturbed.detach()),
                               float(_grad_norm(update_grads))], params[0].device)
