@@ -118,6 +118,18 @@ def downsampled_size(sensor_size: tuple[int, int, int], downsample: int) -> tupl
     return w // downsample, h // downsample, p
 
 
+def _in_range(a: np.ndarray, bound: int) -> bool:
+    """Whether every entry lies in [0, bound): one pass for integers (viewed as unsigned of the same
+    width, a negative value becomes huge), min and max otherwise."""
+    if a.size == 0:
+        return True
+    if a.dtype.kind == "i":
+        return int(a.view(np.dtype(f"u{a.dtype.itemsize}")).max()) < bound
+    if a.dtype.kind in "ub":
+        return int(a.max()) < bound
+    return bool(a.min() >= 0) and bool(a.max() < bound)
+
+
 def time_bins(
     t: np.ndarray,
     n_time_bins: int,
@@ -139,6 +151,8 @@ def time_bins(
         # The last bin is closed: t == t_last gives idx == T and belongs to bin T - 1.
         return np.minimum(idx, n_time_bins - 1), np.ones(len(t), dtype=bool)
     rel = t - t_start
+    if _in_range(rel, duration):  # the usual case: every event inside the window
+        return rel * n_time_bins // duration, np.ones(len(t), dtype=bool)
     keep = (rel >= 0) & (rel < duration)
     idx = np.where(keep, rel, 0) * n_time_bins // duration
     return idx, keep
@@ -181,19 +195,20 @@ def to_frames(
 
     # native dtypes for the checks (int16 passes are cheaper), int64 only for the flat index
     x, y, p = events["x"], events["y"], events["p"]
-    if len(events) and (int(x.min()) < 0 or int(x.max()) >= w or int(y.min()) < 0 or int(y.max()) >= h):
+    if not (_in_range(x, w) and _in_range(y, h)):
         raise ValueError(
             f"event pixels must lie in the sensor {w}x{h}; got x in [{x.min()}, {x.max()}], "
             f"y in [{y.min()}, {y.max()}]; pass the sensor_size the events were recorded with"
         )
     if n_pol == 1:
         p = np.zeros(len(events), dtype=np.int64)
-    elif len(events) and (int(p.min()) < 0 or int(p.max()) >= n_pol):
+    elif not _in_range(p, n_pol):
         raise ValueError(
             f"polarities must lie in [0, {n_pol - 1}] for a sensor with {n_pol} channels; "
             f"got [{p.min()}, {p.max()}]"
         )
 
+    x, y, p = (a if a.dtype.kind in "iub" else a.astype(np.int64) for a in (x, y, p))  # e.g. float pixels
     b, keep = time_bins(events["t"], n_time_bins, None if duration is None else int(duration), t_start)
     if downsample != 1:
         x, y = x // downsample, y // downsample

@@ -207,6 +207,14 @@ def test_out_of_sensor_events_and_missing_fields_are_refused() -> None:
         to_frames(make_events([0], [0], [0], [2]), SENSOR, 1)
     with pytest.raises(ValueError, match="fields"):
         to_frames(np.zeros(1, dtype=[("x", int), ("t", int)]), SENSOR, 1)
+    # negative values too (the range check views signed integers as unsigned)
+    for x, y, p in [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]:
+        with pytest.raises(ValueError, match="sensor|polarities"):
+            to_frames(make_events([x], [y], [0], [p]), SENSOR, 1)
+    tonic_like = np.zeros(1, dtype=[("x", "<f8"), ("y", "<f8"), ("t", "<i8"), ("p", "?")])
+    tonic_like["x"] = -1.0
+    with pytest.raises(ValueError, match="sensor"):
+        to_frames(tonic_like, SENSOR, 1)
 
 
 def test_event_set_is_a_sequence_of_events_and_labels() -> None:
