@@ -135,24 +135,26 @@ def time_bins(
     n_time_bins: int,
     duration: int | None = None,
     t_start: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The frame index of each timestamp, and a mask of the timestamps kept.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The frame index of each timestamp, and a mask of the timestamps kept (None: all of them).
 
     See the module docstring for the two conventions. Integer arithmetic
     throughout, so bin edges are exact: ``(t - t0) * T // D``.
     """
     t = np.asarray(t, dtype=np.int64)
     if len(t) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=np.int64), None
     if duration is None:
         t0 = t.min()
         span = max(int(t.max() - t0), 1)  # one shared timestamp: everything in bin 0
         idx = (t - t0) * n_time_bins // span
         # The last bin is closed: t == t_last gives idx == T and belongs to bin T - 1.
-        return np.minimum(idx, n_time_bins - 1), np.ones(len(t), dtype=bool)
+        return np.minimum(idx, n_time_bins - 1), None
     rel = t - t_start
     if _in_range(rel, duration):  # the usual case: every event inside the window
-        return rel * n_time_bins // duration, np.ones(len(t), dtype=bool)
+        rel *= n_time_bins  # rel is a fresh array: scale it in place
+        rel //= duration
+        return rel, None
     keep = (rel >= 0) & (rel < duration)
     idx = np.where(keep, rel, 0) * n_time_bins // duration
     return idx, keep
@@ -174,7 +176,8 @@ def to_frames(
     f x f block, f = ``downsample``; the count is then capped at ``clip``.
     With ``sensor_size[2] == 1`` both polarities go to channel 0 (as tonic).
     Events need not be sorted. Returns uint8 when ``clip`` is set (at most
-    MAX_STORED_CLIP), int64 raw counts when ``clip`` is None.
+    MAX_STORED_CLIP), raw counts when ``clip`` is None (in ``count_dtype(len(events))``:
+    uint16 below 65536 events, exact since no count exceeds the number of events).
     """
     names = events.dtype.names or ()
     missing = [f for f in _REQUIRED_FIELDS if f not in names]
@@ -212,8 +215,14 @@ def to_frames(
     b, keep = time_bins(events["t"], n_time_bins, None if duration is None else int(duration), t_start)
     if downsample != 1:
         x, y = x // downsample, y // downsample
-    flat = ((b * n_pol + p) * hd + y) * wd + x
-    if not keep.all():
+    flat = b  # ((b * n_pol + p) * hd + y) * wd + x, in place: b is a fresh array of ours
+    flat *= n_pol
+    flat += p
+    flat *= hd
+    flat += y
+    flat *= wd
+    flat += x
+    if keep is not None:
         flat = flat[keep]
     size = n_time_bins * n_pol * hd * wd
     if clip == 1:  # binary frames: mark the pixels, no counting needed
@@ -222,8 +231,18 @@ def to_frames(
         return frames.reshape(n_time_bins, n_pol, hd, wd)
     counts = np.bincount(flat, minlength=size).reshape(n_time_bins, n_pol, hd, wd)
     if clip is None:
-        return counts
+        # a count never exceeds the number of events: narrow and exact, and the short-lived int64
+        # array is recycled by the allocator instead of faulting in fresh pages for every recording
+        return counts.astype(count_dtype(len(events)))
     return np.minimum(counts, clip).astype(np.uint8)
+
+
+def count_dtype(n_events: int) -> np.dtype:
+    """The narrowest unsigned integer type that holds any count of ``n_events`` events."""
+    for dt in (np.uint16, np.uint32):
+        if n_events <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
 
 
 class EventSet(Sequence):

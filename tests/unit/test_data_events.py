@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sast.data.events import DEFAULT_CLIP, EVENT_DTYPE, EventSet, make_events, to_frames
+from sast.data.events import DEFAULT_CLIP, EVENT_DTYPE, EventSet, count_dtype, make_events, to_frames
 
 SENSOR = (6, 4, 2)  # W, H, P: small, not square, to catch x/y swaps
 
@@ -79,7 +79,7 @@ def test_to_frames_matches_naive_loop(
     want = naive_frames(events, SENSOR, T, clip, downsample, duration)
     np.testing.assert_array_equal(got, want)  # exact: integer counts
     assert got.shape == (T, SENSOR[2], SENSOR[1] // downsample, SENSOR[0] // downsample)
-    assert got.dtype == (np.int64 if clip is None else np.uint8)
+    assert got.dtype == (count_dtype(len(events)) if clip is None else np.uint8)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -224,3 +224,11 @@ def test_event_set_is_a_sequence_of_events_and_labels() -> None:
     assert [lab for _, lab in s] == [2, 0, 1]
     with pytest.raises(ValueError, match="one length"):
         EventSet(evs, np.array([0, 1]))
+
+
+def test_count_dtype_holds_every_possible_count() -> None:
+    assert count_dtype(0) == np.uint16 and count_dtype(65535) == np.uint16
+    assert count_dtype(65536) == np.uint32 and count_dtype(2**32) == np.int64
+    ev = make_events(np.zeros(70_000, int), np.zeros(70_000, int), np.zeros(70_000, int), np.zeros(70_000, int))
+    f = to_frames(ev, SENSOR, 1, clip=None)
+    assert f.dtype == np.uint32 and f[0, 0, 0, 0] == 70_000  # all in one pixel: no overflow
