@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sast.train import TrainConfig, TrainingDiverged, load_data, train
+from sast.train import TrainConfig, TrainingDiverged, load_data, monitor_callbacks, train
 
 DEMO_RHO = 0.3
 
@@ -56,12 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir = out / ("sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}")
             print(f"training {label} -> {run_dir}", file=sys.stderr)
             resume = (run_dir / "ckpt.pt").exists()
-            callbacks = []
-            if args.monitor != "off":
-                from checks.monitor import Monitor
-
-                callbacks.append(Monitor(args.monitor))
-            rec = train(cfg, run_dir, callbacks=callbacks, resume=resume, progress=not args.no_progress, data=data)
+            rec = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=resume,
+                        progress=not args.no_progress, data=data)
             rows.append(dict(method=label, smooth=rec["test_smooth_acc"], hard=rec["test_hard_acc"],
                              gap=rec["test_gap"], sec=_seconds_per_epoch(run_dir), run_dir=run_dir))
     except TrainingDiverged as e:

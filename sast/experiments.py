@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 
 from sast.runlog import read_jsonl, write_json
-from sast.train import TrainConfig, load_data, train
+from sast.train import TrainConfig, load_data, monitor_callbacks, train
 
 EXPERIMENTS = ("rho-sweep",)
 DATASETS = ("synth-nmnist", "synth-gesture", "nmnist", "dvsgesture")
@@ -158,14 +158,6 @@ def evaluate_run(run_dir: Path, cfg: TrainConfig, suite, device: str, progress: 
 # ----------------------------------------------------------------------------- one seed
 
 
-def _monitor_callbacks(preset_name: str):
-    if preset_name == "off":
-        return []
-    from checks.monitor import Monitor
-
-    return [Monitor(preset_name)]
-
-
 def run_seed(out: str, specs: list[RunSpec], base: dict[str, Any], epochs: int, severities: Sequence[int],
              monitor: str, device: str, progress: bool, threads: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) and evaluate the runs of one seed; returns one row per run."""
@@ -182,7 +174,7 @@ def run_seed(out: str, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
         if not finished:
             resume = (run_dir / "ckpt.pt").exists()
             print(f"[{spec.name}] {'resuming' if resume else 'training'} -> {run_dir}", file=sys.stderr)
-            train(cfg, run_dir, callbacks=_monitor_callbacks(monitor), resume=resume, progress=progress)
+            train(cfg, run_dir, callbacks=monitor_callbacks(monitor), resume=resume, progress=progress)
             if suite is None:
                 suite = corruption_suite(cfg, severities, progress=False)
             res = evaluate_run(run_dir, cfg, suite, device, progress)

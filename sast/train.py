@@ -533,6 +533,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def monitor_callbacks(preset: str) -> list[Callback]:
+    """The live checks monitor for ``preset`` ("off": none), for the command lines that wire it in.
+
+    Only command lines (composition roots) call this: checks is a higher layer, imported here
+    lazily and never by sast's modules themselves.
+    """
+    if preset == "off":
+        return []
+    from checks.monitor import Monitor
+
+    return [Monitor(preset)]
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
     rho = f"-rho{cfg.rho:g}" if cfg.method == "sast" else ""
     return Path("runs") / f"{cfg.data}-{cfg.method}{rho}-s{cfg.seed}"
@@ -547,12 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         SNNConfig(input_shape=(1,), layers=["dense:1"], T=cfg.T, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta,
                   reset=cfg.reset)  # neuron constants checked before any data is made
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
-        callbacks: list[Callback] = []
-        if args.monitor != "off":  # the composition root: checks is imported here only, never by sast's modules
-            from checks.monitor import Monitor
-
-            callbacks.append(Monitor(args.monitor))
-        summary = train(cfg, run_dir, callbacks=callbacks, resume=args.resume, progress=not args.no_progress)
+        summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=args.resume,
+                        progress=not args.no_progress)
     except TrainingDiverged as e:
         code, error = 3, str(e)
     except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
