@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from checks._result import CheckResult
-from sast.train import Callback
+from sast.callbacks import Callback
 
 if TYPE_CHECKING:
     from sast.model import SNN

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sast import checkpoint, distributed
+from sast.callbacks import Callback
 from sast.evaluate import accuracy_and_loss, predict_logits
 from sast.model import SNN, SNNConfig
 from sast.runlog import MetricsLog, environment, read_jsonl, write_json
@@ -213,6 +214,37 @@ class Data:
     num_classes: int
 
 
+SPLITS = ("train", "val", "test")
+
+
+def _validation_mask(sources: torch.Tensor) -> torch.Tensor:
+    """Which samples of the training split are validation: a fixed fraction of its source recordings
+    (all sensor passes of one source image go to the same side, so validation never sees a training image)."""
+    unique = torch.unique(sources)
+    perm = unique[torch.randperm(len(unique), generator=torch.Generator().manual_seed(VALIDATION_SEED))]
+    n_val = max(1, int(round(VALIDATION_FRACTION * len(unique))))
+    return torch.isin(sources, perm[:n_val])
+
+
+def load_split(cfg: TrainConfig, split: str, progress: bool = True) -> Split:
+    """The frames and labels of one split of ``cfg.data`` as the run sees it, binned as ``cfg`` says.
+
+    ``split``: "train" (the training split less the validation part), "val" (that part)
+    or "test". The same partition as :func:`load_data`.
+    """
+    from sast.data import frame_dataset
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    kw = dict(root=cfg.root, clip=cfg.clip, cache_dir=cfg.cache_dir, limit=cfg.limit, progress=progress)
+    ds = frame_dataset(cfg.data, "test" if split == "test" else "train", cfg.T, **kw)
+    if split == "test":
+        return Split(ds.frames, ds.labels)
+    is_val = _validation_mask(ds.sources)
+    idx = torch.nonzero(is_val if split == "val" else ~is_val).flatten()
+    return Split(ds.frames[idx], ds.labels[idx])
+
+
 def load_data(cfg: TrainConfig, progress: bool = True) -> Data:
     """The training split (less a fixed validation part) and the test split of ``cfg.data``."""
     from sast.data import frame_dataset
@@ -220,13 +252,7 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Data:
     kw = dict(root=cfg.root, clip=cfg.clip, cache_dir=cfg.cache_dir, limit=cfg.limit, progress=progress)
     train = frame_dataset(cfg.data, "train", cfg.T, **kw)
     test = frame_dataset(cfg.data, "test", cfg.T, **kw)
-    # validation: a fixed fraction of the training split's source recordings (all sensor passes of
-    # one source image go to the same side, so validation never sees a training image)
-    sources = train.sources
-    unique = torch.unique(sources)
-    perm = unique[torch.randperm(len(unique), generator=torch.Generator().manual_seed(VALIDATION_SEED))]
-    n_val = max(1, int(round(VALIDATION_FRACTION * len(unique))))
-    is_val = torch.isin(sources, perm[:n_val])
+    is_val = _validation_mask(train.sources)
     val_idx, train_idx = torch.nonzero(is_val).flatten(), torch.nonzero(~is_val).flatten()
     return Data(
         train=Split(train.frames[train_idx], train.labels[train_idx]),
@@ -242,18 +268,6 @@ def model_config(cfg: TrainConfig, data: Data) -> SNNConfig:
         input_shape=data.input_shape, layers=cfg.resolved_layers(), T=cfg.T, lam=cfg.lam, theta=cfg.theta,
         beta=cfg.beta, reset=cfg.reset, num_classes=data.num_classes, init_scale=cfg.init_scale,
     )
-
-
-class Callback:
-    """Hooks into the training loop; the checks monitor is one. All methods are optional."""
-
-    def on_train_start(self, run: "Run") -> None: ...
-
-    def on_step_end(self, run: "Run", stats: StepStats) -> None: ...
-
-    def on_epoch_end(self, run: "Run", record: dict[str, Any]) -> None: ...
-
-    def on_train_end(self, run: "Run") -> None: ...
 
 
 @dataclass
@@ -534,16 +548,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def monitor_callbacks(preset: str) -> list[Callback]:
-    """The live checks monitor for ``preset`` ("off": none), for the command lines that wire it in.
+    """The live checks monitor for ``preset`` ("off": none): :func:`apps.wiring.monitor_callbacks`.
 
-    Only command lines (composition roots) call this: checks is a higher layer, imported here
-    lazily and never by sast's modules themselves.
+    Kept here for the command lines that import it; the wiring itself is a composition
+    root and lives in ``apps`` (imported lazily: sast never imports a higher layer at load).
     """
-    if preset == "off":
-        return []
-    from checks.monitor import Monitor
+    from apps.wiring import monitor_callbacks as wire
 
-    return [Monitor(preset)]
+    return wire(preset)
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:

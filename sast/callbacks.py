@@ -1,0 +1,27 @@
+"""The training loop's callback protocol (DESIGN.md: the loop takes callbacks; the monitor is one).
+
+A :class:`Callback` is told when training starts, after every optimisation step, at the
+end of every epoch (after evaluation and checkpointing) and when training ends. It sees
+the live :class:`sast.train.Run` (model, optimizer, data, log, counters). Higher layers
+(``checks.monitor``) implement it; ``sast`` never imports them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sast.sam import StepStats
+    from sast.train import Run
+
+
+class Callback:
+    """Hooks into the training loop. Every method is optional (the defaults do nothing)."""
+
+    def on_train_start(self, run: "Run") -> None: ...
+
+    def on_step_end(self, run: "Run", stats: "StepStats") -> None: ...
+
+    def on_epoch_end(self, run: "Run", record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, run: "Run") -> None: ...
