@@ -5,9 +5,11 @@
 The public API: :func:`build_report` (read, render, write atomically),
 :func:`render_report` (runs to an HTML string), :func:`load_run` /
 :func:`load_runs` (a run folder to a :class:`Run`, recording what is missing),
-and :class:`NotARunFolder`. Figures are in :mod:`reports.figures`; fake run
-folders for tests in :mod:`reports.testing`. This package reads JSON only: it
-imports neither torch nor the ``sast`` and ``checks`` packages.
+and :class:`NotARunFolder`. The view models are in :mod:`reports.views`, each
+run's command and configuration in :mod:`reports.provenance`, figures in
+:mod:`reports.figures`; fake run folders for tests in :mod:`reports.testing`.
+The run folder's contract is :mod:`runfolder`'s. This package reads JSON only:
+it imports neither torch nor the ``sast`` and ``checks`` packages.
 """
 
 from __future__ import annotations

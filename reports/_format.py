@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any, NamedTuple
 
-from reports.runs import NOT_MEASURED
+from reports.runs import ASSUMPTION_FAILS, HOLDS, NOT_APPLICABLE, NOT_MEASURED, VIOLATED
 
 SIGNIFICANT_DIGITS = 3
 """Digits shown for bounds, estimates and slacks: enough to compare, not more than estimators give."""
@@ -25,10 +25,10 @@ class StatusStyle(NamedTuple):
 
 
 STATUS_STYLES: dict[str, StatusStyle] = {
-    "holds": StatusStyle("st-holds", "✓", "holds"),                       # check mark
-    "violated": StatusStyle("st-violated", "✗", "violated"),              # ballot x
-    "assumption fails": StatusStyle("st-assumption", "⚠", "assumption fails"),  # warning sign
-    "not applicable": StatusStyle("st-na", "○", "not applicable"),        # white circle
+    HOLDS: StatusStyle("st-holds", "✓", HOLDS),                           # check mark
+    VIOLATED: StatusStyle("st-violated", "✗", VIOLATED),                  # ballot x
+    ASSUMPTION_FAILS: StatusStyle("st-assumption", "⚠", ASSUMPTION_FAILS),  # warning sign
+    NOT_APPLICABLE: StatusStyle("st-na", "○", NOT_APPLICABLE),            # white circle
     NOT_MEASURED: StatusStyle("st-missing", "?", NOT_MEASURED),
 }
 

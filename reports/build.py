@@ -16,26 +16,26 @@ configuration and the command that reproduces each run.
 Exit codes: 0 the report was written (whatever the verdicts: rendering is not
 checking; ``python -m checks.all`` exits 1 on a violated bound), 2 bad input
 (a path that is not a run folder) or an output that cannot be written.
+
+This module is the command line and the rendering; the view models are in
+:mod:`reports.views`, the command and configuration of each run in
+:mod:`reports.provenance`, and reading a run folder in :mod:`reports.runs`.
+Their public names are re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 
-from reports import _format as fmt
+import runfolder
 from reports import figures
-from reports.runs import (
+from reports.provenance import command_line, reproduce_command
+from reports.runs import (  # re-exported: importers have always found these here
     NOT_MEASURED,
     PLAIN_SGD,
     STATEMENT_NAMES,
@@ -49,517 +49,50 @@ from reports.runs import (
     numbers,
     statement_sort_key,
 )
+from reports.views import (
+    ComparisonView,
+    FigureView,
+    RunView,
+    Section,
+    TableRow,
+    VerdictRow,
+    comparison,
+    run_anchor,
+    run_view,
+    t6_section,
+    t7_section,
+    timeline_section,
+    training_section,
+    transfer_rows,
+    verdict_rows,
+    violations,
+)
 
 DEFAULT_OUTPUT = "report.html"
 """Where the report goes without -o: report.html in the current folder."""
 
 REPORT_MODE = 0o644
-"""File mode of the written report (a temporary file is created 0600)."""
+"""File mode of the written report under the usual umask 022 (:func:`runfolder.atomic_write_text`
+gives a new file the umask's mode, as a plain ``open`` would)."""
 
 TEMPLATE = "report.html"
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _PROG = "python -m reports.build"
-_CONTRACTION = "A4"
-_PACKAGES = ("sast", "checks", "reports", "theory")
-"""The toolkit's top-level packages: a recorded script path inside one becomes ``python -m``."""
 
-_ENVIRONMENT_ORDER = ("python", "torch", "numpy", "platform", "torch_threads", "cuda", "git_commit")
-_KEY_TRAIN_FIELDS = ("data", "method", "rho", "sam_batch", "optimizer", "lr", "batch_size", "epochs", "seed")
+__all__ = [
+    "DEFAULT_OUTPUT", "REPORT_MODE", "TEMPLATE",
+    "build_parser", "build_report", "load_runs", "main", "render_report", "write_atomic",
+    # reports.views
+    "ComparisonView", "FigureView", "RunView", "Section", "TableRow", "VerdictRow", "comparison", "run_anchor",
+    "run_view", "t6_section", "t7_section", "timeline_section", "training_section", "transfer_rows",
+    "verdict_rows", "violations",
+    # reports.provenance
+    "command_line", "reproduce_command",
+    # reports.runs
+    "NOT_MEASURED", "PLAIN_SGD", "STATEMENT_NAMES", "VERDICT_IDS", "Check", "NotARunFolder", "Run", "flag",
+    "load_run", "number", "numbers", "statement_sort_key",
+]
 
-
-# --- view models: plain strings and figures, so the template only lays them out -------------------
-
-@dataclass(frozen=True)
-class FigureView:
-    """One figure: a heading, the inline SVG (trusted markup from :mod:`reports.figures`), a caption."""
-
-    title: str
-    svg: Markup
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    """One row of the verdict table, every cell already text."""
-
-    id: str
-    name: str
-    assumptions: list[tuple[str, bool]]
-    bound: str
-    estimate: str
-    slack: str
-    status: str
-    css: str
-    symbol: str
-    notes: list[str]
-
-
-@dataclass(frozen=True)
-class Section:
-    """A report section of one run: figures, lines of text, and a message when there is nothing."""
-
-    figures: list[FigureView] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    empty: str = ""
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """A labelled row of cells; ``css`` (status classes) and ``sub`` (a second line) per cell, or empty."""
-
-    label: str
-    cells: list[str]
-    css: list[str] = field(default_factory=list)
-    sub: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunView:
-    """Everything the template shows for one run."""
-
-    anchor: str
-    name: str
-    path: str
-    summary: str
-    device: str
-    problems: list[str]
-    notes: list[str]
-    violations: list[str]
-    violated_ids: list[str]
-    verdicts: list[VerdictRow]
-    timelines: Section
-    t6: Section
-    t7: Section
-    training: Section
-    errors: list[str]
-    transfer: list[TableRow]
-    command: str
-    environment: list[tuple[str, str]]
-    key_config: list[tuple[str, str]]
-    config_sections: list[tuple[str, list[tuple[str, str]]]]
-
-
-@dataclass(frozen=True)
-class ComparisonView:
-    """The multi-run section: runs side by side, and the rho sweep when rho varies."""
-
-    headers: list[tuple[str, str]]
-    rows: list[TableRow]
-    sweep: FigureView | None
-
-
-# --- verdicts ---------------------------------------------------------------------------------------
-
-def _statement_notes(check: Check, run: Run) -> list[str]:
-    """What a reader should know beside a verdict: source, convergence, the statement's key numbers."""
-    notes = [check.source if check.step is None else f"{check.source}, step {check.step}"]
-    if check.converged is False:
-        notes.append("the estimator did not converge: the estimate may be too low")
-    if check.status_derived:
-        notes.append("status not recorded; derived from holds and assumptions")
-    if _CONTRACTION in check.failed_assumptions:
-        notes.append("A4 fails: the finite-T forms still hold but grow with T")
-    d = check.details
-    if check.id == "T6":
-        base = run.base_optimizer
-        if base is not None and base != PLAIN_SGD:
-            notes.append(f"T6 does not apply (base step: {base})")
-    elif check.id == "T7":
-        frac = _t7_fraction_condition(d)
-        if frac is not None:
-            notes.append(f"condition holds for {fmt.pct(frac)} of samples")
-    elif check.id == "E1":
-        notes.append(f"gap {fmt.points(number(d.get('gap')))}, agreement {fmt.pct(number(d.get('agreement')))}")
-    elif check.id == "E2":
-        notes.append(f"INT8 hard-spike accuracy {fmt.pct(number(d.get('int8_hard_acc')))}")
-    return notes
-
-
-def verdict_rows(run: Run) -> list[VerdictRow]:
-    """One row per statement of :data:`VERDICT_IDS`, plus any other statement the run checked."""
-    final = run.final_checks()
-    ids = sorted(set(VERDICT_IDS) | set(final), key=statement_sort_key)
-    rows = []
-    for sid in ids:
-        check = final.get(sid)
-        if check is None:
-            status, note = NOT_MEASURED, "no check record in checks.json or metrics.jsonl"
-            base = run.base_optimizer
-            if sid == "T6" and base is not None and base != PLAIN_SGD:
-                status, note = "not applicable", f"T6 does not apply (base step: {base})"
-            style = fmt.status_style(status)
-            rows.append(VerdictRow(sid, STATEMENT_NAMES.get(sid, ""), [], "—", NOT_MEASURED, "—",
-                                   style.words, style.css, style.symbol, [note]))
-            continue
-        style = fmt.status_style(check.status)
-        rows.append(VerdictRow(
-            id=sid,
-            name=check.name,
-            assumptions=sorted(check.assumptions.items(), key=lambda kv: statement_sort_key(kv[0])),
-            bound=fmt.num(check.bound, "— (no bound)"),
-            estimate=fmt.num(check.estimate),
-            slack=fmt.slack_text(check.bound, check.estimate),
-            status=style.words,
-            css=style.css,
-            symbol=style.symbol,
-            notes=_statement_notes(check, run),
-        ))
-    return rows
-
-
-def violations(run: Run) -> list[tuple[str, str]]:
-    """(statement ID, one sentence) per violated bound: the final result, then the live monitor's."""
-    found = []
-    for check in run.final_checks().values():
-        if check.status == "violated":
-            where = check.source if check.step is None else f"{check.source}, step {check.step}"
-            found.append((check.id, f"{check.id} ({check.name}): estimate {fmt.num(check.estimate)} exceeds "
-                                    f"the bound {fmt.num(check.bound)} ({where})."))
-    for sid, series in run.live_series().items():
-        bad = [c for c in series if c.status == "violated"]
-        if bad:
-            first = bad[0].step
-            found.append((sid, f"{sid} ({bad[0].name}): violated at {len(bad)} of {len(series)} monitored steps"
-                               + (f", first at step {first}." if first is not None else ".")))
-    return found
-
-
-# --- sections ---------------------------------------------------------------------------------------
-
-def timeline_section(run: Run, key: str) -> Section:
-    """One figure per check the live monitor logged: estimate and bound over steps."""
-    series = run.live_series()
-    if not series:
-        return Section(empty="The live monitor logged no checks during training (no \"check\" records "
-                             "in metrics.jsonl).")
-    figs = []
-    for index, (sid, checks) in enumerate(series.items()):
-        steps = [c.step if c.step is not None else i for i, c in enumerate(checks)]
-        failed = [bool(c.failed_assumptions) for c in checks]
-        bad = [c.status == "violated" for c in checks]
-        svg = figures.check_timeline_svg(
-            steps, [c.estimate for c in checks], [c.bound for c in checks], failed, bad,
-            title=f"{sid}: {checks[-1].name}", key=f"{key}-check{index}",
-        )
-        failing = sorted({a for c in checks for a in c.failed_assumptions}, key=statement_sort_key)
-        has_bound = any(c.bound is not None for c in checks)
-        verdict = ("" if not has_bound else
-                   f"; the bound is violated at {sum(bad)} of them" if any(bad) else "; the bound holds at all")
-        caption = (f"{len(checks)} monitored step(s){verdict}; "
-                   + (f"an assumption failed at {sum(failed)} ({', '.join(failing)})." if failing
-                      else "every recorded assumption held."))
-        if not has_bound:
-            caption += " No bound applies to this statement: only the estimate is drawn."
-        figs.append(FigureView(f"{sid} {checks[-1].name}", Markup(svg), caption))
-    return Section(figures=figs)
-
-
-def _running_mean(values: Sequence[float | None]) -> list[float | None]:
-    """(1/k) sum_{i<k} values_i for each k, skipping missing values."""
-    out: list[float | None] = []
-    total, count = 0.0, 0
-    for v in values:
-        if v is not None:
-            total, count = total + v, count + 1
-        out.append(total / count if count else None)
-    return out
-
-
-def t6_section(run: Run, key: str) -> Section:
-    """T6: running mean of ||grad F||^2 against the right-hand side, or why T6 does not apply."""
-    base = run.base_optimizer
-    check = run.final_checks().get("T6")
-    if base is not None and base != PLAIN_SGD:
-        return Section(empty=f"T6 does not apply (base step: {base}). Its guarantee needs plain SGD as "
-                             "SAST's base step (THEORY.md, T6).")
-    details = check.details if check else {}
-    if flag(details.get("applies")) is False:
-        return Section(empty="T6 does not apply (recorded by the T6 check).")
-    steps = numbers(details.get("steps"))
-    if steps and any(s is not None for s in steps):
-        mean = numbers(details.get("running_mean"))
-        rhs, rhs_local = numbers(details.get("rhs")), numbers(details.get("rhs_local"))
-        lines = []
-        last = len(steps) - 1
-        if mean and mean[-1] is not None:
-            lines.append(f"At the last monitored step ({fmt.num(steps[last])}): running mean "
-                         f"{fmt.num(mean[-1])}; right-hand side {fmt.num(rhs[last] if last < len(rhs) else None)} "
-                         f"with L from T4, {fmt.num(rhs_local[last] if last < len(rhs_local) else None)} "
-                         "with the local curvature.")
-        if not rhs:
-            lines.append("The right-hand side with L from T4 was not measured.")
-        if not rhs_local:
-            lines.append("The right-hand side with the local curvature was not measured.")
-        if base is None:
-            lines.append("The base step is not recorded; T6 applies only to plain SGD.")
-        svg = figures.convergence_t6_svg([s if s is not None else i for i, s in enumerate(steps)],
-                                         mean, rhs, rhs_local, key=f"{key}-t6")
-        caption = ("Left-hand side: (1/K) ∑_{k<K} ‖∇F(w_k)‖² on the fixed probe set. "
-                   "Right-hand side: 2(F(w₀) − F_inf)/(ηK) + L²ρ² + "
-                   "Lησ²/b, with L from T4 and with the local curvature.")
-        return Section(figures=[FigureView("T6 nonconvex convergence", Markup(svg), caption)], lines=lines)
-    probes = [p for p in run.probes if number(p.get("grad_norm_sq")) is not None]
-    if probes:
-        probe_steps = [number(p.get("step")) for p in probes]
-        mean = _running_mean([number(p.get("grad_norm_sq")) for p in probes])
-        svg = figures.convergence_t6_svg([s if s is not None else i for i, s in enumerate(probe_steps)],
-                                         mean, [], [], key=f"{key}-t6")
-        return Section(
-            figures=[FigureView("T6 nonconvex convergence", Markup(svg),
-                                "Running mean of the probe records' ‖∇F(w_k)‖².")],
-            lines=["The right-hand side was not measured (no T6 check record with details); only the "
-                   "left-hand side from the probe records is drawn."],
-        )
-    return Section(empty="T6 not measured: no T6 check record and no probe records.")
-
-
-def _t7_fraction_condition(details: dict[str, Any]) -> float | None:
-    """The fraction of samples whose first-layer data matrix has full row rank (T7's condition)."""
-    frac = number(details.get("fraction_condition"))
-    if frac is not None:
-        return frac
-    conds = [c for c in details.get("condition_holds", []) or [] if isinstance(c, bool)]
-    return sum(conds) / len(conds) if conds else None
-
-
-def t7_section(run: Run, key: str) -> Section:
-    """T7: per-sample scatter of the two gradient norms with the bound, and the condition's fraction."""
-    check = run.final_checks().get("T7")
-    if check is None:
-        return Section(empty="T7 not measured: no T7 check record.")
-    d = check.details
-    w1g, xg = numbers(d.get("w1_grad_norm")), numbers(d.get("input_grad_norm"))
-    cond = [flag(c) for c in d.get("condition_holds", []) or []] if isinstance(d.get("condition_holds"), list) else []
-    s_T = numbers(d.get("s_T"))
-    w1_norm = number(d.get("w1_norm"))
-    if not w1g or not xg:
-        return Section(empty="T7 per-sample norms not measured (the T7 record has no input_grad_norm and "
-                             "w1_grad_norm).")
-    lines = []
-    frac = _t7_fraction_condition(d)
-    lines.append(f"The conditioning condition (X of full row rank, s_T(X) > 0) holds for {fmt.pct(frac)} of "
-                 f"{min(len(w1g), len(xg))} samples; where it fails the check reports no bound.")
-    within = [
-        y <= w1_norm / s * x
-        for x, y, c, s in zip(w1g, xg, cond, s_T)
-        if c and None not in (x, y, s) and w1_norm is not None and s > 0
-    ]
-    if within:
-        lines.append("Among those samples, ‖∇ₓℓ‖ ≤ (‖W¹‖ / s_T(X)) "
-                     f"‖∇_W¹ ℓ‖ holds for "
-                     f"{fmt.pct(sum(within) / len(within))}.")
-    if w1_norm is None:
-        lines.append("‖W¹‖ was not recorded: the bound's line is not drawn.")
-    svg = figures.mechanism_t7_svg(w1g, xg, cond, w1_norm, s_T, key=f"{key}-t7")
-    caption = ("Each point is one probe sample. The dashed line is the bound with the smallest s_T(X) among "
-               "samples where the condition holds; each sample's own bound is at least as tight.")
-    return Section(figures=[FigureView("T7 local mechanism", Markup(svg), caption)], lines=lines)
-
-
-def training_section(run: Run, key: str) -> Section:
-    """Loss per logged step and smooth/hard test accuracy per epoch."""
-    if not run.train and not run.evals:
-        return Section(empty="No training records (no \"train\" or \"eval\" lines in metrics.jsonl).")
-    train = [r for r in run.train if number(r.get("step")) is not None]
-    evals = [r for r in run.evals if number(r.get("epoch")) is not None]
-    svg = figures.training_curves_svg(
-        [number(r["step"]) for r in train],
-        [number(r.get("loss")) for r in train],
-        [number(r.get("perturbed_loss")) for r in train],
-        [number(r["epoch"]) for r in evals],
-        [number(r.get("test_smooth_acc")) for r in evals],
-        [number(r.get("test_hard_acc")) for r in evals],
-        key=f"{key}-training",
-    )
-    smooth, hard, gap, source = run.final_accuracy()
-    lines = [f"Final test accuracy ({source}): smooth {fmt.pct(smooth)}, hard {fmt.pct(hard)}, "
-             f"transfer gap {fmt.points(gap)}."]
-    last = run.evals[-1] if run.evals else {}
-    if number(last.get("grad_evals")) is not None:
-        lines.append(f"Gradient evaluations: {fmt.si(number(last.get('grad_evals')))}; "
-                     f"wall time {fmt.num(number(last.get('seconds')))} s.")
-    caption = "The perturbed loss F(w + eps) is logged by SAST only."
-    return Section(figures=[FigureView("Training curves", Markup(svg), caption)], lines=lines)
-
-
-_TRANSFER_QUANTITIES: tuple[tuple[str, str, Callable[[float | None], str], str], ...] = (
-    ("smooth_acc", "smooth-mode accuracy", fmt.pct, "E1"),
-    ("hard_acc", "hard-spike accuracy", fmt.pct, "E1"),
-    ("gap", "transfer gap (smooth − hard)", fmt.points, "E1"),
-    ("agreement", "hard/smooth prediction agreement", fmt.pct, "E1"),
-    ("logit_discrepancy", "logit discrepancy ‖z_hard − z_smooth‖", fmt.num, "E1"),
-    ("soft_band_fraction", "soft-band fraction |u − θ| < 4/β, per layer", fmt.pct, "E1"),
-    ("int8_hard_acc", "INT8 hard-spike accuracy", fmt.pct, "E2"),
-    ("synops_smooth", "SynOps per sample, smooth", fmt.si, "E2"),
-    ("synops_hard", "SynOps per sample, hard", fmt.si, "E2"),
-    ("ece_smooth", "expected calibration error, smooth", fmt.num, ""),
-    ("ece_hard", "expected calibration error, hard", fmt.num, ""),
-)
-
-
-def _transfer_cell(record: dict[str, Any] | None, key: str, show: Callable[[float | None], str]) -> str:
-    """One E1/E2 quantity of a record as text (a per-layer list joined), or 'not measured'."""
-    if record is None or key not in record:
-        return NOT_MEASURED
-    value = record[key]
-    if isinstance(value, list):
-        return ", ".join(show(number(v)) for v in value) if value else NOT_MEASURED
-    return show(number(value))
-
-
-def transfer_rows(run: Run) -> list[TableRow]:
-    """E1/E2 quantities from the E1/E2 checks and from evaluation.json, side by side."""
-    final = run.final_checks()
-    rows = []
-    for key, label, show, sid in _TRANSFER_QUANTITIES:
-        check = final.get(sid) if sid else None
-        from_check = _transfer_cell(check.details if check else None, key, show) if sid else "—"
-        rows.append(TableRow(f"{sid} {label}".strip(), [from_check, _transfer_cell(run.evaluation, key, show)]))
-    return rows
-
-
-# --- configuration ----------------------------------------------------------------------------------
-
-def command_line(argv: Sequence[str]) -> str:
-    """A recorded ``sys.argv`` as a shell command.
-
-    ``python -m sast.train`` records the module's file as argv[0]
-    ('/repo/sast/train.py'); that is shown as the ``-m`` form, which works from
-    the repository root wherever the run was made.
-    """
-    first = argv[0]
-    if first in ("-m", "-c"):
-        return "python " + shlex.join(argv)
-    if first.endswith(".py"):
-        parts = PurePosixPath(first).parts
-        for i in range(len(parts) - 2, -1, -1):
-            if parts[i] in _PACKAGES:
-                module = ".".join(parts[i:])[: -len(".py")].removesuffix(".__main__")
-                return "python " + shlex.join(["-m", module, *argv[1:]])
-        return "python " + shlex.join(argv)
-    return shlex.join(argv)
-
-
-def reproduce_command(run: Run) -> str:
-    """The shell commands that reproduce the run: the git checkout, then the recorded command."""
-    env = run.environment
-    argv = env.get("argv")
-    lines = []
-    commit = env.get("git_commit")
-    if isinstance(commit, str) and commit:
-        lines.append(f"git checkout {shlex.quote(commit)}")
-    command = run.config.get("command") if isinstance(run.config, dict) else None
-    if isinstance(command, str) and command:  # the trainer's own reproducible command line
-        lines.append(command)
-    elif isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
-        lines.append(command_line(argv))
-    else:
-        lines.append("# the command was not recorded (config.json has no environment.argv)")
-    return "\n".join(lines)
-
-
-def _pairs(section: dict[str, Any], order: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """A config section as (key, text) pairs: the keys in ``order`` first, then the rest as written."""
-    keys = [k for k in order if k in section] + [k for k in section if k not in order]
-    return [(str(k), fmt.plain(section[k])) for k in keys]
-
-
-def _run_summary(run: Run) -> str:
-    """One line: method, rho, data, base step, epochs, seed, device."""
-    t = run.train_config
-    parts = [f"{k} {fmt.plain(t[k])}" for k in ("method", "data", "rho", "optimizer", "epochs", "seed") if k in t]
-    if run.device:
-        parts.append(f"device {run.device}")
-    return ", ".join(parts) if parts else "configuration not recorded"
-
-
-def run_view(run: Run, index: int) -> RunView:
-    """The view of one run (``index`` makes its anchors and figure ids unique on the page)."""
-    key = run_anchor(index)
-    env = run.environment
-    found = violations(run)
-    sections = [(name, _pairs(sec)) for name, sec in (("train", run.train_config), ("model", run.model_config))
-                if sec]
-    other = {k: v for k, v in run.config.items() if k not in ("train", "model", "environment", "device")}
-    if other:
-        sections.append(("other", _pairs(other)))
-    return RunView(
-        anchor=key,
-        name=run.name,
-        path=str(run.path),
-        summary=_run_summary(run),
-        device=run.device or NOT_MEASURED,
-        problems=run.problems,
-        notes=run.notes,
-        violations=[text for _, text in found],
-        violated_ids=sorted({sid for sid, _ in found}, key=statement_sort_key),
-        verdicts=verdict_rows(run),
-        timelines=timeline_section(run, key),
-        t6=t6_section(run, key),
-        t7=t7_section(run, key),
-        training=training_section(run, key),
-        errors=[f"step {fmt.plain(e.get('step'))}: {fmt.plain(e.get('error', 'error'))}" for e in run.errors],
-        transfer=transfer_rows(run),
-        command=reproduce_command(run),
-        environment=[(k, "none" if v == "null" else v) for k, v in _pairs(env, _ENVIRONMENT_ORDER)],
-        key_config=_pairs({k: run.train_config[k] for k in _KEY_TRAIN_FIELDS if k in run.train_config},
-                          _KEY_TRAIN_FIELDS),
-        config_sections=sections,
-    )
-
-
-# --- several runs -----------------------------------------------------------------------------------
-
-def run_anchor(index: int) -> str:
-    """The HTML id of the ``index``-th run's section (never built from a run's name)."""
-    return f"run{index}"
-
-
-def comparison(runs: Sequence[Run]) -> ComparisonView | None:
-    """Runs side by side (None for a single run); the rho-sweep figure when the runs differ in rho."""
-    if len(runs) < 2:
-        return None
-    finals = [r.final_accuracy() for r in runs]
-    rows = []
-    for label, field_name in (("data", "data"), ("method", "method"), ("rho", "rho"),
-                              ("base step", "optimizer"), ("learning rate", "lr"),
-                              ("epochs", "epochs"), ("seed", "seed")):
-        rows.append(TableRow(label, [fmt.plain(r.train_config[field_name]) if field_name in r.train_config
-                                     else NOT_MEASURED for r in runs]))
-    rows.append(TableRow("device", [r.device or NOT_MEASURED for r in runs]))
-    rows.append(TableRow("smooth test accuracy", [fmt.pct(f[0]) for f in finals]))
-    rows.append(TableRow("hard test accuracy", [fmt.pct(f[1]) for f in finals]))
-    rows.append(TableRow("transfer gap", [fmt.points(f[2]) for f in finals]))
-    rows.append(TableRow("accuracy source", [f[3] for f in finals]))
-    rows.append(TableRow("E2 INT8 hard accuracy", [
-        _transfer_cell(r.final_checks()["E2"].details if "E2" in r.final_checks() else r.evaluation,
-                       "int8_hard_acc", fmt.pct) for r in runs]))
-    by_run = [{row.id: row for row in verdict_rows(r)} for r in runs]
-    ids = sorted({sid for rows_ in by_run for sid in rows_}, key=statement_sort_key)
-    for sid in ids:
-        cells, css, sub = [], [], []
-        for rows_ in by_run:
-            row = rows_.get(sid)
-            style = fmt.status_style(row.status if row else NOT_MEASURED)
-            cells.append(f"{style.symbol} {style.words}")
-            css.append(style.css)
-            sub.append(f"slack {row.slack}" if row and row.slack.endswith("×") else "")
-        rows.append(TableRow(f"{sid} {STATEMENT_NAMES.get(sid, '')}".strip(), cells, css, sub))
-
-    sweep = None
-    rhos = {r.rho for r in runs if r.rho is not None}
-    if len(rhos) > 1:
-        points = [figures.SweepPoint(r.method or "unknown method", r.rho, f[0], f[1], f[2])
-                  for r, f in zip(runs, finals) if r.rho is not None]
-        svg = figures.rho_sweep_svg(points, key="comparison-rho-sweep")
-        sweep = FigureView("Rho sweep", Markup(svg),
-                           "Final test accuracy in smooth and hard mode, and the transfer gap (smooth minus "
-                           "hard), against the SAM radius rho; the mean over seeds where a rho has several runs.")
-    headers = [(run_anchor(i), r.name) for i, r in enumerate(runs)]
-    return ComparisonView(headers, rows, sweep)
-
-
-# --- rendering and the command line ----------------------------------------------------------------
 
 def _environment() -> jinja2.Environment:
     """The jinja2 environment: templates beside this module, autoescaping on for every template."""
@@ -599,19 +132,9 @@ def render_report(runs: Sequence[Run]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
+    """Write ``text`` to ``path`` atomically (:func:`runfolder.atomic_write_text`), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, REPORT_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    runfolder.atomic_write_text(path, text)
 
 
 def build_report(run_dirs: Sequence[str | Path], output: str | Path = DEFAULT_OUTPUT) -> Path:

@@ -9,6 +9,10 @@ records what is missing or malformed in :attr:`Run.problems`, and the report
 says "not measured". Only a folder that is not a run folder at all (neither
 config.json nor metrics.jsonl) raises :class:`NotARunFolder`.
 
+The contract itself (file names, statement IDs and names, status words and the
+rule that derives them, JSON-lines reading) is :mod:`runfolder`'s; the names
+below that come from there are re-exported for the report's modules.
+
 This module reads JSON only: it imports neither torch nor the ``sast`` or
 ``checks`` packages (``sast.runlog`` pulls torch in through ``sast.checkpoint``),
 so a report can be built on a machine without the model stack.
@@ -22,45 +26,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES: tuple[str, ...] = ("holds", "violated", "assumption fails", "not applicable")
-"""The statuses a CheckResult may carry (the same vocabulary as ``checks._result``)."""
+import runfolder
+from runfolder import (
+    ASSUMPTION_FAILS,
+    CHECKS_FILE,
+    CONFIG_FILE,
+    EVALUATION_FILE,
+    HOLDS,
+    METRICS_FILE,
+    NOT_APPLICABLE,
+    STATEMENT_NAMES,
+    STATUSES,
+    VERDICT_IDS,
+    VIOLATED,
+    JsonLines,
+    read_jsonl_lines,
+    statement_sort_key,
+)
 
 NOT_MEASURED = "not measured"
-"""The status shown for a statement that no check record covers."""
-
-VERDICT_IDS: tuple[str, ...] = ("A4", "T2", "T3", "T4", "T5", "T6", "T7", "E1", "E2")
-"""The statements the verdict table always has a row for, in the order of THEORY.md."""
-
-CANONICAL_ORDER: tuple[str, ...] = (
-    "A1", "A2", "A3", "A4", "A5", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "E1", "E2",
-)
-"""Every statement ID of THEORY.md, in its order; unknown IDs sort after these."""
-
-STATEMENT_NAMES: dict[str, str] = {
-    "A1": "neuron constants",
-    "A2": "bounded input",
-    "A3": "bounded parameters",
-    "A4": "contraction",
-    "A5": "stochastic gradients",
-    "T1": "scalar lemmas",
-    "T2": "compact state stability",
-    "T3": "input Lipschitz",
-    "T4": "smoothness",
-    "T5": "SAM first-order approximation",
-    "T6": "nonconvex convergence",
-    "T7": "local mechanism",
-    "E1": "hard-spike transfer",
-    "E2": "deployment",
-}
-"""Short readable names of the statements, used where no check record names them."""
+"""The status shown for a statement that no check record covers (the report's own word:
+a run folder never records it, so it is not one of :data:`runfolder.STATUSES`)."""
 
 PLAIN_SGD = "sgd"
 """The only base step under which T6 applies (THEORY.md, T6)."""
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKS_FILE = "checks.json"
-EVALUATION_FILE = "evaluation.json"
+read_jsonl = read_jsonl_lines
+"""Kept for importers of ``reports.runs.read_jsonl``: returns :class:`runfolder.JsonLines`
+(unlike :func:`runfolder.read_jsonl`, which yields the records only)."""
 
 _NOT_A_RUN = (
     "{path} is not a run folder (it has neither config.json nor metrics.jsonl); "
@@ -71,14 +64,6 @@ _NOT_A_DIR = "{path} is not a folder; pass a run folder written by `python -m sa
 
 class NotARunFolder(ValueError):
     """A path given as a run folder that is none; the message is one line."""
-
-
-def statement_sort_key(statement_id: str) -> tuple[int, str]:
-    """Sort key placing statement IDs in THEORY.md's order, unknown IDs last (alphabetically)."""
-    try:
-        return (CANONICAL_ORDER.index(statement_id), statement_id)
-    except ValueError:
-        return (len(CANONICAL_ORDER), statement_id)
 
 
 def number(value: Any) -> float | None:
@@ -117,9 +102,9 @@ def slack(bound: float | None, estimate: float | None) -> float | None:
 class Check:
     """One CheckResult as read from JSON, every field possibly absent.
 
-    ``status`` is one of :data:`STATUSES`, taken from the record; where an old
-    record lacks it, it is derived from ``holds`` and ``assumptions`` by the
-    rules of ``checks._result.make_result`` and ``status_derived`` is True.
+    ``status`` is one of :data:`runfolder.STATUSES`, taken from the record; where an
+    old record lacks it, it is derived by :func:`_derive_status` and
+    ``status_derived`` is True.
     ``step`` is the training step of a live-monitor record (None for
     checks.json); ``source`` says which file the record came from.
     """
@@ -156,14 +141,18 @@ class Check:
 
 def _derive_status(holds: bool | None, bound: float | None, estimate: float | None,
                    assumptions: dict[str, bool]) -> str:
-    """The status of a record that lacks one, by the rules of ``checks._result.make_result``."""
-    if holds is None and bound is not None and estimate is not None:
-        holds = estimate <= bound
-    if holds is None:
-        return "not applicable" if bound is None and estimate is not None else NOT_MEASURED
-    if not holds:
-        return "violated"
-    return "assumption fails" if not all(assumptions.values()) else "holds"
+    """The status of a record that lacks one, by the contract's rule (:func:`runfolder.derive_status`).
+
+    A recorded ``holds`` wins over one recomputed from the numbers: the check judged
+    it with its estimator's accuracy (``rtol``), which the record does not carry.
+    Where there is neither ``holds`` nor an estimate, nothing was measured: the
+    report's own :data:`NOT_MEASURED`.
+    """
+    if holds is not None:
+        return runfolder.status_from_holds(holds, assumptions)
+    if bound is not None and estimate is not None:
+        return runfolder.derive_status(bound, estimate, assumptions).status
+    return NOT_APPLICABLE if estimate is not None else NOT_MEASURED
 
 
 def parse_check(record: Any, source: str, step: int | None = None) -> Check | None:
@@ -203,43 +192,6 @@ def parse_check(record: Any, source: str, step: int | None = None) -> Check | No
         step=step,
         status_derived=derived,
     )
-
-
-@dataclass(frozen=True)
-class JsonLines:
-    """The records of a JSON-lines file and what could not be read.
-
-    ``bad_lines`` are the 1-based numbers of lines that are not a JSON object;
-    ``truncated_last`` is True when the last non-empty line is one of them
-    (a run killed mid-write).
-    """
-
-    records: list[dict[str, Any]]
-    bad_lines: list[int]
-    truncated_last: bool
-
-
-def read_jsonl(path: Path) -> JsonLines:
-    """Read a JSON-lines file, skipping (and counting) lines that are not JSON objects."""
-    records: list[dict[str, Any]] = []
-    bad: list[int] = []
-    last = 0
-    with path.open("r", encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            last = lineno
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(lineno)
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-            else:
-                bad.append(lineno)
-    return JsonLines(records, bad, bool(bad) and bad[-1] == last)
 
 
 @dataclass
@@ -434,7 +386,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 def _read_metrics(path: Path, run: Run) -> None:
     """Split metrics.jsonl into the run's record lists, noting unreadable lines."""
     try:
-        lines = read_jsonl(path)
+        lines: JsonLines = read_jsonl_lines(path)
     except OSError as exc:
         run.problems.append(f"{METRICS_FILE} could not be read ({exc.strerror}).")
         return

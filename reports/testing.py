@@ -5,13 +5,14 @@ and ``evaluation.json`` as ``python -m sast.train``, the live checks monitor and
 ``python -m sast.evaluate`` write them (DESIGN.md, "The run folder"), with
 plausible, deterministic numbers and no training. Options make it partial
 (no checks.json, a truncated last line), violated, or carry hostile strings.
+Check records, statuses and file writing follow :mod:`runfolder`, the contract
+the trainer and the checks share; this module imports neither torch nor sast.
 
     python -m reports.testing runs/fake   # then: python -m reports.build runs/fake
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -19,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-CHECK_SCHEMA_VERSION = 1
+import runfolder
+
 STEPS_PER_EPOCH = 60
 LOG_EVERY = 10
 """A train record every LOG_EVERY steps, as the trainer's default."""
@@ -29,9 +31,14 @@ T7_SAMPLES = 48
 TRUNCATED_LINE = '{"kind": "train", "step": 99999, "epo'
 """What a run killed mid-write leaves as its last line."""
 
-_NAMES = {"A4": "contraction", "T1": "scalar lemmas", "T2": "state stability", "T3": "input lipschitz",
-          "T4": "smoothness", "T5": "sam first-order", "T6": "convergence", "T7": "local mechanism",
-          "E1": "transfer", "E2": "deployment"}
+TRAIN_CONFIG: dict[str, Any] = {
+    "data": "synth-nmnist", "method": "sf", "rho": 0.0, "sam_batch": "independent", "sam_perturbation": "global",
+    "optimizer": "sgd", "lr": 0.5, "batch_size": 64, "epochs": 30, "seed": 0, "device": "cpu", "layers": [],
+    "T": 20, "lam": 0.9, "theta": 1.0, "beta": 0.5, "reset": "zero", "init_scale": 1.0, "clip": 1, "root": None,
+    "cache_dir": None, "limit": None, "log_every": LOG_EVERY,
+}
+"""Every field of the trainer's ``sast.train.TrainConfig`` with its default, as config.json's "train"
+section holds them (listed here because reports never imports sast; a unit test keeps the keys equal)."""
 
 
 def check_result(
@@ -43,18 +50,13 @@ def check_result(
     details: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """A CheckResult dict with ratio, holds and status derived as ``checks._result.make_result`` does."""
+    """A CheckResult dict with ratio, holds and status derived by :func:`runfolder.derive_status`."""
     assumptions = dict(assumptions or {})
-    if bound is None or estimate is None:
-        ratio, holds, status = None, None, "not applicable"
-    else:
-        ratio = estimate / bound if bound else None
-        holds = estimate <= bound
-        status = "violated" if not holds else ("assumption fails" if not all(assumptions.values()) else "holds")
-    return {"id": id, "name": _NAMES.get(id, id.lower()), "bound": bound, "estimate": estimate, "ratio": ratio,
-            "holds": holds, "status": status, "assumptions": assumptions, "converged": True, "n_products": 40,
-            "seed": seed, "dtype": "float32", "device": "cpu", "seconds": 1.2,
-            "schema_version": CHECK_SCHEMA_VERSION, "details": dict(details or {})}
+    verdict = runfolder.derive_status(bound, estimate, assumptions)
+    return {"id": id, "name": runfolder.STATEMENT_NAMES.get(id, id.lower()), "bound": bound, "estimate": estimate,
+            "ratio": verdict.ratio, "holds": verdict.holds, "status": verdict.status, "assumptions": assumptions,
+            "converged": True, "n_products": 40, "seed": seed, "dtype": "float32", "device": "cpu", "seconds": 1.2,
+            "schema_version": runfolder.SCHEMA_VERSION, "details": dict(details or {})}
 
 
 def write_fake_run(
@@ -85,10 +87,8 @@ def write_fake_run(
     violated = set(violated)
     # Accuracy rises with epochs; SAST with a moderate rho transfers to hard spikes best.
     rho_gain = 0.06 * math.exp(-((rho - 0.3) / 0.25) ** 2) if method == "sast" else 0.0
-    train = {"data": "synth-nmnist", "method": method, "rho": rho, "sam_batch": "independent",
-             "optimizer": optimizer, "lr": 0.5, "batch_size": 64, "epochs": epochs, "seed": seed,
-             "device": "cpu", "layers": [], "T": 20, "lam": 0.9, "theta": 1.0, "beta": 0.5, "reset": "zero",
-             "clip": 1.0, **dict(train_overrides or {})}
+    train = {**TRAIN_CONFIG, "method": method, "rho": rho, "optimizer": optimizer, "epochs": epochs, "seed": seed,
+             **dict(train_overrides or {})}
     environment = {"python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6", "platform": "Linux-6.1-x86_64",
                    "torch_threads": 2, "cuda": None, "git_commit": "0123456789abcdef0123456789abcdef01234567",
                    "argv": ["-m", "sast.train", "--method", method, "--rho", str(rho), "--seed", str(seed)],
@@ -97,7 +97,7 @@ def write_fake_run(
               "model": {"input_shape": [2, 34, 34], "layers": ["dense:256"], "T": 20, "lam": 0.9, "theta": 1.0,
                         "beta": 0.5, "reset": "zero", "num_classes": 10},
               "environment": environment, "device": "cpu"}
-    (path / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    runfolder.write_json(path / runfolder.CONFIG_FILE, config)
 
     lines: list[dict[str, Any]] = []
     total = epochs * STEPS_PER_EPOCH
@@ -122,21 +122,21 @@ def write_fake_run(
                           "val_smooth_acc": smooth, "val_smooth_loss": 0.4, "val_hard_acc": hard,
                           "val_hard_loss": 0.6, "test_smooth_acc": smooth, "test_smooth_loss": 0.4,
                           "test_hard_acc": hard, "test_hard_loss": 0.6, "test_gap": smooth - hard})
-    text = "".join(json.dumps(r) + "\n" for r in lines)
+    text = "".join(runfolder.dumps(r) + "\n" for r in lines)
     if truncate_last_line:
         text += TRUNCATED_LINE
-    (path / "metrics.jsonl").write_text(text, encoding="utf-8")
+    runfolder.atomic_write_text(path / runfolder.METRICS_FILE, text)
 
     final_smooth, final_hard = lines[-1]["test_smooth_acc"], lines[-1]["test_hard_acc"]
     if with_checks:
         checks = _final_checks(rng, violated, optimizer, total, rho, final_smooth, final_hard)
-        (path / "checks.json").write_text(json.dumps(checks, indent=2), encoding="utf-8")
+        runfolder.write_json(path / runfolder.CHECKS_FILE, checks)
     if with_evaluation:
         evaluation = {"smooth_acc": final_smooth, "hard_acc": final_hard, "gap": final_smooth - final_hard,
                       "agreement": 0.93, "logit_discrepancy": 1.7, "soft_band_fraction": [0.21, 0.08],
                       "int8_hard_acc": final_hard - 0.01, "synops_smooth": 8.6e7, "synops_hard": 4.3e6,
                       "ece_smooth": 0.031, "ece_hard": 0.054}
-        (path / "evaluation.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
+        runfolder.write_json(path / runfolder.EVALUATION_FILE, evaluation)
     return path
 
 

@@ -113,12 +113,23 @@ def derive_status(bound: float | None, estimate: float | None, assumptions: Mapp
     if bound is None or estimate is None:
         return Verdict(None, None, NOT_APPLICABLE)
     ratio = estimate / bound if bound != 0 else None
-    holds = estimate <= bound * (1.0 + rtol)
+    holds = bool(estimate <= bound * (1.0 + rtol))  # a Python bool even for numpy scalars
+    return Verdict(ratio, holds, status_from_holds(holds, assumptions))
+
+
+def status_from_holds(holds: bool, assumptions: Mapping[str, bool] | None = None) -> str:
+    """The status word of a bound whose ``holds`` is already decided (the second half of :func:`derive_status`).
+
+    "violated" when it does not hold, whatever the assumptions say; "assumption fails"
+    when it holds with some assumption False; otherwise "holds". A reader of a record
+    that carries ``holds`` but no status uses this directly: the record's ``holds`` was
+    judged with the estimator's ``rtol``, which the record does not carry.
+    """
     if not holds:
-        return Verdict(ratio, False, VIOLATED)
+        return VIOLATED
     if not all((assumptions or {}).values()):
-        return Verdict(ratio, True, ASSUMPTION_FAILS)
-    return Verdict(ratio, True, HOLDS)
+        return ASSUMPTION_FAILS
+    return HOLDS
 
 
 # ----------------------------------------------------------------------------- plain JSON
@@ -260,5 +271,5 @@ __all__ = [
     "JsonLines", "METRICS_FILE", "NOT_APPLICABLE", "RECORD_KINDS", "REPORT_FILE", "SCHEMA_VERSION", "STATEMENT_IDS",
     "STATEMENT_NAMES", "STATUSES", "VERDICT_IDS", "VIOLATED", "Verdict", "atomic_write_bytes", "atomic_write_text",
     "derive_status", "dumps", "file_mode", "plain", "read_json", "read_jsonl", "read_jsonl_lines",
-    "statement_sort_key", "write_json",
+    "statement_sort_key", "status_from_holds", "write_json",
 ]

@@ -6,7 +6,9 @@ training); the reports that several tests read are built once per module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 
 from reports import _format as fmt
 from reports import build, figures
-from reports.runs import VERDICT_IDS, NotARunFolder, load_run, read_jsonl
+from reports.runs import NOT_MEASURED, VERDICT_IDS, NotARunFolder, load_run, parse_check, read_jsonl
 from reports.testing import TRUNCATED_LINE, write_fake_run
 
 HOSTILE = "<script>alert(1)</script>"
@@ -159,6 +161,31 @@ def test_status_is_derived_when_absent(tmp_path: Path) -> None:
     assert final["E1"].status == "not applicable"
 
 
+@pytest.mark.parametrize("record, status", [
+    ({"bound": 1.0, "estimate": 2.0}, "violated"),
+    ({"bound": 1.0, "estimate": 0.5, "assumptions": {"A4": False}}, "assumption fails"),
+    ({"bound": 1.0, "estimate": 0.5, "assumptions": {"A4": True}}, "holds"),
+    # A recorded holds wins: the check judged it with its estimator's rtol, which the record does not carry.
+    ({"bound": 1.0, "estimate": 1.01, "holds": True}, "holds"),
+    ({"holds": False}, "violated"),
+    ({"estimate": 0.1}, "not applicable"),
+    ({"bound": 1.0}, NOT_MEASURED),
+    ({}, NOT_MEASURED),
+])
+def test_status_derived_from_an_old_record(record: dict, status: str) -> None:
+    check = parse_check({"id": "T4", **record}, source="checks.json")
+    assert check is not None and check.status_derived
+    assert check.status == status
+
+
+def test_fake_train_config_has_every_trainconfig_field(tmp_path: Path) -> None:
+    """The fake config.json's "train" section is the trainer's: every TrainConfig field, nothing missing."""
+    from sast.train import TrainConfig  # the test may import sast; reports itself never does
+
+    config = json.loads((write_fake_run(tmp_path / "r") / "config.json").read_text())
+    assert set(config["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
 @pytest.mark.parametrize("make", [lambda p: p, lambda p: p / "no-such-folder", lambda p: p / "file.txt"])
 def test_not_a_run_folder_is_one_line_and_exit_2(tmp_path: Path, capsys, make) -> None:
     (tmp_path / "file.txt").write_text("x")
@@ -182,6 +209,23 @@ def test_main_writes_atomically_and_prints_the_path(minimal_run: Path, tmp_path:
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]  # no temporary file left
 
 
+def test_report_mode_under_the_usual_umask(minimal_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    previous = os.umask(0o022)
+    try:
+        assert build.main([str(minimal_run), "-o", str(out)]) == 0
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == build.REPORT_MODE
+
+
+def test_build_reexports_its_public_names() -> None:
+    """The split into views and provenance keeps every name importers found in reports.build."""
+    missing = [name for name in build.__all__ if not hasattr(build, name)]
+    assert missing == []
+    assert {"verdict_rows", "t6_section", "comparison", "command_line", "write_atomic", "run_view"} <= set(build.__all__)
+
+
 def test_main_default_output_is_report_html_here(minimal_run: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert build.main([str(minimal_run)]) == 0
@@ -196,7 +240,8 @@ def test_help_exits_0(capsys) -> None:
 
 
 def test_reports_imports_no_torch_sast_or_checks() -> None:
-    code = ("import sys, reports, reports.build, reports.runs, reports.figures, reports.testing; "
+    code = ("import sys, runfolder, reports, reports.build, reports.runs, reports.views, reports.provenance, "
+            "reports.figures, reports.testing; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sast', 'checks')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     root = Path(build.__file__).resolve().parents[1]
