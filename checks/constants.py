@@ -15,7 +15,8 @@
   ||b^l||_inf and ||b^l|| (a conv bias is broadcast over the P_l positions);
 - R_o = ||W^o|| exactly; A = max_t ||x_t|| and X_inf = max x over the probe batch x;
 - m_l (m_l^2: the largest number of output positions whose receptive field holds one
-  input element, counted exactly) and P_l (output positions) for conv layers.
+  input element, counted exactly by :func:`sast.geometry.receptive_overlap`) and P_l
+  (output positions) for conv layers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sast.geometry import consumer, pools_before, receptive_overlap
 from sast.model import SNN, LayerSpec
 from theory import ModelConstants
 
@@ -79,29 +81,6 @@ def conv_norm_bound(kernel: torch.Tensor) -> float:
     return math.sqrt(h * w) * min(norms)
 
 
-def receptive_overlap(n_in: int, kernel: int, stride: int, padding: int) -> int:
-    """Along one axis: the largest number of outputs whose receptive field holds one input index."""
-    n_out = (n_in + 2 * padding - kernel) // stride + 1
-    counts = [0] * n_in
-    for j in range(n_out):
-        for i in range(j * stride - padding, j * stride - padding + kernel):
-            if 0 <= i < n_in:
-                counts[i] += 1
-    return max(counts)
-
-
-def _pools_before(model: SNN, spec: LayerSpec) -> list[LayerSpec]:
-    """The pooling entries of the plan between the previous spiking layer and ``spec``."""
-    idx = model.plan.index(spec)
-    pools: list[LayerSpec] = []
-    for prev in reversed(model.plan[:idx]):
-        if prev.spiking:
-            break
-        if prev.kind == "pool":
-            pools.insert(0, prev)
-    return pools
-
-
 def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelConstants:
     """A1-A3 and T4's geometry for ``model``, with A and X_inf from the probe batch ``x`` (B, T, ...)."""
     cfg = model.config
@@ -116,7 +95,7 @@ def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelC
     R, R_inf, b_inf, b_norm, n, kinds, m, P = [], [], [], [], [], [], [], []
     for spec in model.spiking_specs:
         layer = model.layers[spec.index]
-        pools = _pools_before(model, spec)
+        pools = pools_before(model.plan, spec)
         bias = layer.bias.detach().double().cpu() if layer.bias is not None else torch.zeros(spec.size, dtype=torch.float64)
         n.append(spec.width)
         if spec.kind == "dense":
@@ -141,7 +120,7 @@ def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelC
             kinds.append("conv")
             m.append(math.sqrt(mh * mw))
             P.append(positions)
-    tail_pools = [p for p in model.plan[model.plan.index(model.spiking_specs[-1]) + 1:] if p.kind == "pool"]
+    _, tail_pools = consumer(model.plan, model.spiking_specs[-1])  # the readout's pools
     R_o = spectral_norm(folded_dense_matrix(model.readout.weight, tail_pools))
     return ModelConstants(
         lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, T=cfg.T, n=tuple(n),
@@ -182,7 +161,7 @@ def ball_constants(model: SNN, c: ModelConstants, rho: float) -> ModelConstants:
             R_inf[l] += math.sqrt(math.prod(spec.in_shape)) * rho
             b_norm[l] += rho
         else:
-            pool_norm = math.prod(1.0 / p.kernel for p in _pools_before(model, spec))
+            pool_norm = math.prod(1.0 / p.kernel for p in pools_before(model.plan, spec))
             R[l] += spec.kernel * rho * pool_norm
             R_inf[l] += math.sqrt(spec.in_shape[0] * spec.kernel ** 2) * rho
             b_norm[l] += math.sqrt(spec.out_shape[1] * spec.out_shape[2]) * rho

@@ -4,7 +4,8 @@ Layout: ``{"format": "sast-checkpoint", "version": 1, "config": {...}, "model":
 state_dict, ...}`` plus whatever state the caller adds (optimizer, step, rng, ...).
 Only tensors, numbers, strings, lists and dicts are stored, so the file loads with
 PyTorch's restricted unpickler; a file that carries pickled code is refused and
-none of it runs.
+none of it runs. Files are written by :func:`runfolder.atomic_write_bytes` (temporary
+file, fsync, os.replace; the umask's mode).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from runfolder import atomic_write_bytes, atomic_write_text  # noqa: F401 (importable from here, as before)
 
 FORMAT = "sast-checkpoint"
 VERSION = 1
@@ -26,36 +28,6 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line and names the file."""
-
-
-def atomic_write_bytes(path: str | Path, write) -> None:
-    """Write a file atomically: ``write(fileobj)`` into a temporary file beside it, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text atomically (temporary file, fsync, os.replace)."""
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save(path: str | Path, model: nn.Module, **state: Any) -> None:
@@ -69,7 +41,24 @@ def save(path: str | Path, model: nn.Module, **state: Any) -> None:
     if clash:
         raise ValueError(f"state keys {sorted(clash)} are reserved by the checkpoint format")
     payload.update(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (fsync the directory; a no-op where that is not possible)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -9,61 +9,43 @@ Exit codes: 0 done, 2 bad input (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-EVAL_BATCH = 256  # large enough to amortise overhead, small enough for a laptop's memory
+from runfolder import EVALUATION_FILE
+from sast.inference import EVAL_BATCH, accuracy_and_loss, predict_logits
 
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, frames: torch.Tensor, mode: str, *, batch_size: int = EVAL_BATCH, device: str | torch.device = "cpu"
-) -> torch.Tensor:
-    """Logits of ``model`` in ``mode`` for all ``frames`` (N, T, ...), returned on the CPU."""
-    outs = []
-    for i in range(0, len(frames), batch_size):
-        x = frames[i : i + batch_size].to(device, torch.float32)
-        outs.append(model(x, mode=mode).float().cpu())
-    if not outs:
-        return torch.empty(0, getattr(model, "config").num_classes)
-    return torch.cat(outs)
-
-
-def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Top-1 accuracy and mean cross-entropy of ``logits`` against ``labels``."""
-    labels = labels.to(logits.device)
-    acc = (logits.argmax(dim=1) == labels).double().mean().item()
-    loss = F.cross_entropy(logits, labels).item()
-    return acc, loss
+__all__ = ["EVAL_BATCH", "accuracy_and_loss", "checkpoint_split", "format_table", "main", "predict_logits"]
 
 
 def checkpoint_split(
     ckpt: dict[str, Any], split: str = "test", *, data: str | None = None, root: str | None = None,
     limit: int | None = None, cache_dir: str | None = None, progress: bool = True,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The frames and labels of ``split`` of the data set a checkpoint was trained on (or ``data``).
 
-    Uses the checkpoint's binning (T, clip) so that the frames fit the model.
+    ``split`` is one of :data:`sast.train.SPLITS`, partitioned as training partitioned it
+    ("train" is the training split less the validation part). The checkpoint's training
+    configuration, with ``data``, ``root``, ``limit`` and ``cache_dir`` overriding it where
+    given, and the model's binning (T), so that the frames fit the model.
     """
-    from sast.data import frame_dataset
+    from sast.train import TrainConfig, load_split
 
-    tc = ckpt.get("train_config") or {}
-    name = data or tc.get("data")
-    if not name:
+    tc = ckpt.get("train_config")
+    if not tc and not data:
         raise ValueError("the checkpoint does not say which data set it was trained on; pass --data NAME")
-    T = ckpt["config"]["T"]
-    ds = frame_dataset(name, split, T, root=root if root is not None else tc.get("root"),
-                       clip=tc.get("clip", 1), cache_dir=cache_dir if cache_dir is not None else tc.get("cache_dir"),
-                       limit=limit if limit is not None else tc.get("limit"), progress=progress)
-    if tuple(ds.input_shape) != tuple(ckpt["config"]["input_shape"]):
-        raise ValueError(f"data set {name!r} has input shape {tuple(ds.input_shape)}, the model expects "
-                         f"{tuple(ckpt['config']['input_shape'])}")
-    return ds.frames, ds.labels
+    given = {"data": data, "root": root, "limit": limit, "cache_dir": cache_dir}
+    cfg = dataclasses.replace(TrainConfig.from_dict(tc or {}), T=ckpt["config"]["T"],
+                              **{k: v for k, v in given.items() if v is not None})
+    part = load_split(cfg, split, progress=progress)
+    shape, expected = tuple(part.frames.shape[2:]), tuple(ckpt["config"]["input_shape"])
+    if shape != expected:
+        raise ValueError(f"data set {cfg.data!r} has input shape {shape}, the model expects {expected}")
+    return part.frames, part.labels
 
 
 def format_table(res: dict[str, Any]) -> str:
@@ -94,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
     p.add_argument("--data", default=None, help="data set name (default: the one the model was trained on)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
-    p.add_argument("--split", default="test", help="train or test")
+    p.add_argument("--split", default="test", help="train (less the validation part), val or test")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
     p.add_argument("--device", default="cpu")
@@ -113,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     res = {"model": str(args.model), "split": args.split, "data": args.data or ckpt.get("train_config", {}).get("data"),
            **res}
-    out = Path(args.json) if args.json else Path(args.model).parent / "evaluation.json"
+    out = Path(args.json) if args.json else Path(args.model).parent / EVALUATION_FILE
     write_json(out, res)
     print(f"{res['data']} {args.split} split, {res['n']} samples, {args.model}")
     print(format_table(res))

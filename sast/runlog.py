@@ -3,60 +3,27 @@
 metrics.jsonl holds one JSON object a line, ``{"kind": "train"|"eval"|"check"|..., "step",
 "epoch", ...}``. A run killed mid-write can leave a truncated last line; readers skip
 it, and a resumed run drops every line past its checkpoint's step so that the log
-equals an uninterrupted run's.
+equals an uninterrupted run's. JSON conversion, atomic writing and lenient reading are
+:mod:`runfolder`'s (``dumps``, ``read_jsonl`` and ``write_json`` stay importable from here).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from sast.checkpoint import atomic_write_text
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: non-finite floats become None (JSON has no NaN), tuples become lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _plain(value.item())
-    return value
-
-
-def dumps(record: Any) -> str:
-    return json.dumps(_plain(record), allow_nan=False)
+import runfolder
+from runfolder import atomic_write_text, dumps, read_jsonl  # noqa: F401 (importable from here, as before)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n")
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the complete JSON lines of ``path``; a truncated or malformed line is skipped."""
+    """Write ``obj`` as indented plain JSON, atomically (:func:`runfolder.write_json`), creating its folder."""
     path = Path(path)
-    if not path.exists():
-        return
-    with path.open("r", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runfolder.write_json(path, obj)
 
 
 class MetricsLog:

@@ -16,15 +16,15 @@ ECE: expected calibration error (15 equal-width bins, ``sast.calibration``).
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from sast import geometry
 from sast.calibration import expected_calibration_error
-from sast.evaluate import EVAL_BATCH
-from sast.model import SNN, LayerSpec
+from sast.inference import EVAL_BATCH
+from sast.model import SNN
 
 SOFT_BAND_WIDTH = 4.0  # in units of 1/beta: sig_beta(4) ~ 0.982, the band where sigmoid and Heaviside differ
 INT8_LEVELS = 127  # symmetric int8: integers in [-127, 127]
@@ -47,54 +47,10 @@ def quantize_int8(model: SNN) -> SNN:
     return q
 
 
-def _consumer_fanout(spec: LayerSpec, num_classes: int | None, shape: tuple[int, ...]) -> torch.Tensor:
-    """Fan-out of each element of an input of ``shape`` into the spiking layer ``spec`` (or the readout)."""
-    if spec is None or spec.kind == "dense":
-        fan = spec.size if spec is not None else num_classes
-        return torch.full(shape, float(fan))
-    # conv: C_out times the number of output positions whose receptive field holds the element
-    c, h, w = shape
-
-    def per_axis(n_in: int) -> torch.Tensor:
-        n_out = (n_in + 2 * spec.padding - spec.kernel) // spec.stride + 1
-        counts = torch.zeros(n_in)
-        for j in range(n_out):
-            lo = max(0, j * spec.stride - spec.padding)
-            hi = min(n_in, j * spec.stride - spec.padding + spec.kernel)
-            counts[lo:hi] += 1
-        return counts
-
-    return (spec.size * per_axis(h)[:, None] * per_axis(w)[None, :]).expand(c, h, w).clone()
-
-
 def fanouts(model: SNN) -> list[torch.Tensor]:
-    """Per layer l = 0..D (0: the input), the fan-out of each element, shaped like that layer's output."""
-    plan = model.plan
-    producers = [None] + [s for s in plan if s.spiking]  # None: the input
-    out: list[torch.Tensor] = []
-    for producer in producers:
-        start = 0 if producer is None else plan.index(producer) + 1
-        shape = tuple(model.config.input_shape) if producer is None else producer.out_shape
-        pools: list[LayerSpec] = []
-        consumer = None
-        for s in plan[start:]:
-            if s.kind == "pool":
-                pools.append(s)
-            elif s.spiking:
-                consumer = s
-                break
-        pooled_shape = pools[-1].out_shape if pools else shape
-        if consumer is not None and consumer.kind == "dense":
-            pooled_shape = (math.prod(pooled_shape),)
-        fan = _consumer_fanout(consumer, model.config.num_classes, pooled_shape)
-        for pool in reversed(pools):  # each element of a pooling block drives what the pooled value drives
-            k = pool.kernel
-            fan = fan.reshape(pool.out_shape).repeat_interleave(k, 1).repeat_interleave(k, 2)
-            full = torch.zeros(pool.in_shape)
-            full[:, : fan.shape[1], : fan.shape[2]] = fan
-            fan = full
-        out.append(fan.reshape(shape))
-    return out
+    """Per layer l = 0..D (0: the input), the fan-out of each element, shaped like that layer's output
+    (:func:`sast.geometry.fanouts`)."""
+    return geometry.fanouts(model.plan, model.config.input_shape, model.config.num_classes)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from runfolder import plain
 from theory._constants import ModelConstants
 from theory.scalar import g_derivative, g_derivative_sup_bound, sigmoid_derivative_sup
 
@@ -69,21 +70,6 @@ LATEX = {
 }
 
 
-def _plain(x: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays to Python, tuples to lists, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (Integral, np.integer)):
-        return int(x)
-    if isinstance(x, (Real, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
-
-
 @dataclass(frozen=True)
 class Bound:
     """One statement of THEORY.md evaluated on given constants.
@@ -113,9 +99,9 @@ class Bound:
         if self.value is not None and not math.isfinite(self.value):
             note = f"the bound is {self.value} in float64 (stored as None)"
             object.__setattr__(self, "reason", f"{self.reason}; {note}" if self.reason else note)
-        object.__setattr__(self, "value", _plain(self.value))
-        object.__setattr__(self, "assumptions", _plain(self.assumptions))
-        object.__setattr__(self, "details", _plain(self.details))
+        object.__setattr__(self, "value", plain(self.value))
+        object.__setattr__(self, "assumptions", plain(self.assumptions))
+        object.__setattr__(self, "details", plain(self.details))
         object.__setattr__(self, "finite_T", bool(self.finite_T))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from sast.evaluate import main
 
@@ -40,3 +41,38 @@ def test_evaluate_errors(tiny_run, capsys, args, message):
     assert main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_checkpoint_split_partitions_as_training_did(tiny_run):
+    """--split train is the training split less validation, val that part: together the whole training split."""
+    from sast import checkpoint
+    from sast.data import frame_dataset
+    from sast.evaluate import checkpoint_split
+    from sast.train import TrainConfig, load_data
+
+    _, ckpt = checkpoint.load(tiny_run / "ckpt.pt")
+    train, _ = checkpoint_split(ckpt, "train", progress=False)
+    val, _ = checkpoint_split(ckpt, "val", progress=False)
+    test, test_labels = checkpoint_split(ckpt, "test", progress=False)
+    cfg = TrainConfig.from_dict(ckpt["train_config"])
+    data = load_data(cfg, progress=False)
+    assert len(train) == len(data.train) and len(val) == len(data.val) and len(test) == len(data.test)
+    assert len(train) + len(val) == len(frame_dataset(cfg.data, "train", cfg.T, cache_dir=cfg.cache_dir,
+                                                       limit=cfg.limit, progress=False))
+    assert len(val) > 0 and torch.equal(val, data.val.frames) and torch.equal(test_labels, data.test.labels)
+
+
+def test_checkpoint_split_errors(tiny_run):
+    from sast import checkpoint
+    from sast.evaluate import checkpoint_split
+
+    _, ckpt = checkpoint.load(tiny_run / "ckpt.pt")
+    with pytest.raises(ValueError, match="does not say which data set it was trained on; pass --data NAME"):
+        checkpoint_split({k: v for k, v in ckpt.items() if k != "train_config"}, "test", progress=False)
+    bare = {k: v for k, v in ckpt.items() if k != "train_config"}  # --data names the set; T comes from the model
+    frames, _ = checkpoint_split(bare, "test", data="synth-nmnist", limit=50,
+                                 cache_dir=ckpt["train_config"]["cache_dir"], progress=False)
+    assert tuple(frames.shape[1:]) == (ckpt["config"]["T"], *ckpt["config"]["input_shape"]) and len(frames) == 50
+    wrong = {**ckpt, "config": {**ckpt["config"], "input_shape": [2, 17, 17]}}
+    with pytest.raises(ValueError, match=r"has input shape \(2, 34, 34\), the model expects \(2, 17, 17\)"):
+        checkpoint_split(wrong, "test", progress=False)

@@ -96,3 +96,12 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         checkpoint.atomic_write_bytes(path, boom)
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_save_creates_the_folder_and_gives_the_umask_mode(tmp_path):
+    from runfolder import file_mode
+
+    path = tmp_path / "new" / "deeper" / "ckpt.pt"
+    checkpoint.save(path, _model(), step=3)
+    assert checkpoint.load(path)[1]["step"] == 3
+    assert path.stat().st_mode & 0o777 == file_mode()

@@ -474,3 +474,18 @@ def test_first_docstring_lines_name_a_statement() -> None:
         for name, obj in vars(mod).items():
             if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__.startswith("theory"):
                 assert re.match(r"(A\d|T\d)", obj.__doc__.strip().splitlines()[0]), name
+
+
+def test_bound_fields_become_plain_json_types():
+    from theory.bounds import Bound
+
+    b = Bound(id="T4", name="smoothness", value=np.float64(2.5), status="ok",
+              assumptions={"A1": np.bool_(True), "A4": np.bool_(False)}, finite_T=np.bool_(False), latex="L",
+              details={"n": np.int64(3), "kappa": np.array([0.5, np.inf]), "per": (np.float32(0.25), np.nan),
+                       1: [np.int32(7)]})
+    assert type(b.value) is float and b.value == 2.5
+    assert b.assumptions == {"A1": True, "A4": False} and all(type(v) is bool for v in b.assumptions.values())
+    assert b.finite_T is False
+    assert b.details == {"n": 3, "kappa": [0.5, None], "per": [0.25, None], "1": [7]}
+    assert type(b.details["n"]) is int and type(b.details["1"][0]) is int and type(b.details["per"][0]) is float
+    assert json.loads(json.dumps(dataclasses.asdict(b), allow_nan=False)) == dataclasses.asdict(b)

@@ -1,0 +1,132 @@
+"""The command line: ``python -m sast.train`` (flags, exit codes, the default run folder).
+
+    python -m sast.train --method sast --rho 0.3
+    torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
+
+Exit codes: 0 done, 2 bad input, 3 the loss became NaN or infinite (the last good
+checkpoint is kept). After ``torchrun`` the monitor flag must be spelled
+``--monitor-preset`` (torchrun reads ``--monitor`` as its own ``--monitor-interval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from sast import checkpoint, distributed
+from sast.callbacks import Callback
+from sast.model import SNNConfig
+from sast.train.config import TrainConfig
+from sast.train.loop import TrainingDiverged, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m sast.train`` (one per :class:`TrainConfig` field, and the run's own)."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m sast.train",
+        description="Train one spiking network with HFSB, SF or SAST and write a run folder "
+        "(config.json, metrics.jsonl, ckpt.pt, best.pt).",
+        epilog="Exit codes: 0 done, 2 bad input, 3 training diverged (NaN/inf loss; last good checkpoint kept).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", default=d.data, help="dataset name (synth-nmnist, synth-gesture, nmnist, dvsgesture)")
+    p.add_argument("--method", default=d.method, help="hfsb | sf | sast")
+    p.add_argument("--rho", type=float, default=None, help="SAM radius (sast only; default 0.3 for sast)")
+    p.add_argument("--sam-batch", default=d.sam_batch, help="independent: a second minibatch for the perturbation "
+                   "(THEORY.md T6); same: the update batch (Foret et al.'s SAM)")
+    p.add_argument("--sam-perturbation", default=d.sam_perturbation, help="under torchrun: global (the perturbation "
+                   "from the all-reduced gradient of B_k, as one process would take it) or local (each replica "
+                   "perturbs by its own shard, m-sharpness with m = b / processes)")
+    p.add_argument("--optimizer", default=d.optimizer, help="base step: sgd (T6 applies), momentum, adam")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate eta")
+    p.add_argument("--batch-size", type=int, default=None, help=f"minibatch size b (default {d.batch_size}; "
+                   "gesture sets 16); under torchrun the global batch, split evenly over the processes")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and shuffling "
+                   "(CPU runs repeat bit for bit)")
+    p.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
+    p.add_argument("--layers", default=None, help="comma-separated layers, e.g. 'conv:16:3:2,pool:2,dense:128' "
+                   "(default: the dataset's architecture)")
+    p.add_argument("--T", type=int, default=d.T, help="number of time bins")
+    p.add_argument("--lam", type=float, default=d.lam, help="membrane leak lambda in [0, 1)")
+    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold")
+    p.add_argument("--beta", type=float, default=None, help=f"sigmoid steepness of the smooth spike (default {d.beta:g}; "
+                   "gesture sets 2)")
+    p.add_argument("--reset", default=d.reset, help="zero | subtract")
+    p.add_argument("--init-scale", type=float, default=None, help="scale of the initial weights of the spiking "
+                   "layers (default 1; gesture sets 3)")
+    p.add_argument("--clip", type=int, default=d.clip, help="events per pixel and bin are clipped at this (X_inf, 1-255)")
+    p.add_argument("--root", default=None, help="folder holding a real dataset (nmnist, dvsgesture)")
+    p.add_argument("--cache-dir", default=None, help="frame cache folder (default $SAST_CACHE or ~/.cache/sast)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
+    p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--monitor", "--monitor-preset", dest="monitor", default="default", help="live theory checks "
+                   "on a fixed probe set, logged to metrics.jsonl (checks.monitor presets): default (T6's probe every "
+                   "50 steps, <= 5%% of the demo's time), full (all checks on schedules, ~2x the time), off; after "
+                   "torchrun spell it --monitor-preset (torchrun reads --monitor as its ambiguous --monitor-interval)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` the parsed flags ask for (the dataset's defaults where a flag is unset)."""
+    rho = args.rho if args.rho is not None else (0.3 if args.method == "sast" else 0.0)
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else []
+    return TrainConfig.for_data(
+        args.data, method=args.method, rho=rho, sam_batch=args.sam_batch, sam_perturbation=args.sam_perturbation,
+        optimizer=args.optimizer,
+        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed, device=args.device,
+        layers=layers, T=args.T, lam=args.lam, theta=args.theta, beta=args.beta, reset=args.reset,
+        init_scale=args.init_scale, clip=args.clip, root=args.root, cache_dir=args.cache_dir, limit=args.limit,
+    )
+
+
+def monitor_callbacks(preset: str) -> list[Callback]:
+    """The live checks monitor for ``preset`` ("off": none): :func:`apps.wiring.monitor_callbacks`.
+
+    Kept here for the command lines that import it; the wiring itself is a composition
+    root and lives in ``apps`` (imported lazily: sast never imports a higher layer at load).
+    """
+    from apps.wiring import monitor_callbacks as wire
+
+    return wire(preset)
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """runs/DATA-METHOD[-rhoR]-sSEED."""
+    rho = f"-rho{cfg.rho:g}" if cfg.method == "sast" else ""
+    return Path("runs") / f"{cfg.data}-{cfg.method}{rho}-s{cfg.seed}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    main_rank = distributed.env_rank() == 0  # under torchrun all ranks meet the same input errors: one prints
+    try:
+        cfg = config_from_args(args)
+        cfg.validate()
+        SNNConfig(input_shape=(1,), layers=["dense:1"], T=cfg.T, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta,
+                  reset=cfg.reset)  # neuron constants checked before any data is made
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+        summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=args.resume,
+                        progress=not args.no_progress)
+    except TrainingDiverged as e:
+        code, error = 3, str(e)
+    except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+        code, error = 2, str(e)
+    else:
+        code, error = 0, None
+    # every rank gets here at the same point (the stats and errors are shared); a crash elsewhere is torchrun's to stop
+    distributed.shutdown(barrier=error is None)
+    if not main_rank:
+        return code
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return code
+    print(f"run folder: {run_dir}")
+    print(f"test accuracy  smooth {summary['test_smooth_acc']:.4f}  hard {summary['test_hard_acc']:.4f}  "
+          f"gap {summary['test_gap']:+.4f}")
+    return 0

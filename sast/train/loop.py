@@ -1,0 +1,270 @@
+"""The training loop: one run of HFSB, SF or SAST into a run folder, with callbacks and resume.
+
+The run folder holds config.json, metrics.jsonl (one JSON record a line), ckpt.pt
+(the latest epoch) and best.pt (the best validation accuracy). Training resumes
+from ckpt.pt with ``resume=True`` and then continues exactly as an uninterrupted run.
+A NaN or infinite loss raises :class:`TrainingDiverged` (the last good checkpoint
+is kept).
+
+Data-parallel training (sast.distributed):
+
+    torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
+
+The model is wrapped in DistributedDataParallel (gloo on the CPU, nccl on
+``cuda:LOCAL_RANK``). ``--batch-size`` stays the global batch b of T6: every process
+draws the same global minibatches from the same seeded generators and takes its
+equal shard (b must be a multiple of N), and DDP averages the shard gradients, which
+is the gradient of the mean loss over the global batch. The SAST perturbation comes
+from that all-reduced gradient (``--sam-perturbation global``, the default) or from
+each replica's own shard (``local``: m-sharpness with m = b/N, by design another
+step); the update gradient at w + eps is all-reduced in both. So a run with
+``global`` equals the single-process run up to float rounding (the logged losses
+and norms are averaged over the ranks and equal the single-process ones too).
+Rank 0 alone evaluates the whole validation and test splits, writes config.json
+(which records ``distributed.world_size``), metrics.jsonl and the checkpoints (which
+record ``world_size``), and runs the callbacks; the others wait for it at the end
+of each epoch. ``--resume`` works under torchrun. The world size is not part of the
+settings a resume must match: resuming on another number of processes is allowed
+(with a note on stderr) since the run continues equal up to rounding, except with
+``--sam-perturbation local``, whose step depends on it (refused, one line).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from runfolder import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
+from sast import checkpoint, distributed
+from sast.callbacks import Callback
+from sast.inference import accuracy_and_loss, predict_logits
+from sast.model import SNN
+from sast.runlog import MetricsLog, environment, read_jsonl, write_json
+from sast.sam import ddp_sam_step, ddp_sgd_step, make_optimizer, sam_step, sgd_step
+from sast.train.config import TrainConfig
+from sast.train.splits import Data, Split, load_data, model_config
+
+
+@dataclass
+class Run:
+    """What callbacks see: the live model and optimizer, the data, the log, the counters."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model: SNN
+    optimizer: torch.optim.Optimizer
+    data: Data
+    log: MetricsLog
+    step: int = 0
+    epoch: int = 0
+    grad_evals: int = 0
+
+    def loss_fn(self, model, batch) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x, mode=self.cfg.train_mode), y)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def evaluate_split(model: SNN, split: Split, device: str | torch.device) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``split`` in smooth and hard mode ({mode}_acc, {mode}_loss)."""
+    out: dict[str, float] = {}
+    for mode in ("smooth", "hard"):
+        acc, loss = accuracy_and_loss(predict_logits(model, split.frames, mode, device=device), split.labels)
+        out[f"{mode}_acc"], out[f"{mode}_loss"] = acc, loss
+    return out
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    """A shuffled epoch of full minibatches (the last partial batch is dropped: b is fixed in T6)."""
+    perm = torch.randperm(n, generator=gen)
+    n_batches = n // batch_size
+    return perm[: n_batches * batch_size].view(n_batches, batch_size)
+
+
+def _check_run_dir(run_dir: Path, ckpt_path: Path, resume: bool) -> None:
+    if resume and not ckpt_path.exists():
+        raise ValueError(f"--resume: {ckpt_path} does not exist; start without --resume")
+    if not resume and (run_dir / METRICS_FILE).exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+
+
+def _load_data_once(cfg: TrainConfig, ctx: distributed.Context, progress: bool) -> Data:
+    """The data on every rank: rank 0 first (it builds the frame cache once), then the others from the cache."""
+    loaded: list[Data] = []
+    ctx.on_main(lambda: loaded.append(load_data(cfg, progress)))
+    return loaded[0] if loaded else load_data(cfg, progress=False)
+
+
+def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int) -> dict[str, Any]:
+    """The checkpoint to resume from, checked against ``cfg``; the log cut back to its step (rank 0's part)."""
+    _, ckpt = checkpoint.load(ckpt_path)
+    saved = TrainConfig.from_dict(ckpt["train_config"])
+    if saved.to_dict() != cfg.to_dict():
+        diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
+        raise ValueError(f"--resume with different settings ({', '.join(diff)}) than {ckpt_path}")
+    saved_world = int(ckpt.get("world_size", 1))
+    if saved_world != world_size:
+        if cfg.method == "sast" and cfg.sam_perturbation == "local":
+            raise ValueError(f"--resume with --sam-perturbation local on {world_size} process(es), but {ckpt_path} was "
+                             f"trained on {saved_world} (the perturbation batch b/world_size would change); resume "
+                             f"with torchrun --nproc_per_node={saved_world}")
+        distributed.note(f"note: {ckpt_path} was trained on {saved_world} process(es), resumed on {world_size}: the "
+                         "run continues equal to the uninterrupted one up to float rounding, not bit for bit")
+    MetricsLog.truncate_after(run_dir / METRICS_FILE, ckpt["step"])
+    last_eval = None
+    if ckpt["epoch"] >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation
+        evals = [r for r in read_jsonl(run_dir / METRICS_FILE) if r.get("kind") == "eval"]
+        last_eval = evals[-1] if evals else None
+    return {"ckpt": ckpt, "last_eval": last_eval}
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    progress: bool = True,
+    data: Data | None = None,
+) -> dict[str, Any]:
+    """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record).
+
+    Under torchrun (module docstring) every rank returns the same summary; rank 0 alone
+    writes ``run_dir`` and runs ``callbacks``.
+    """
+    cfg.validate()
+    world_size = distributed.env_world_size()  # checked before joining the group: every rank stops alike
+    if cfg.batch_size % world_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch b) does not split evenly over "
+                         f"{world_size} processes; pass a multiple of {world_size}")
+    ctx = distributed.init_from_env(cfg.device)
+    progress = progress and ctx.is_main
+    callbacks = tuple(callbacks) if ctx.is_main else ()
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    ctx.on_main(lambda: _check_run_dir(run_dir, ckpt_path, resume))
+    device = ctx.device(cfg.device)
+    data = data if data is not None else _load_data_once(cfg, ctx, progress)
+    torch.manual_seed(cfg.seed)
+    model = SNN(model_config(cfg, data)).to(device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    gen_update = torch.Generator().manual_seed(cfg.seed * 2 + 1)
+    gen_perturb = torch.Generator().manual_seed(cfg.seed * 2 + 2)
+    start_epoch, step, grad_evals, best = 0, 0, 0, -1.0
+    if resume:
+        state = ctx.on_main(lambda: _read_resume(cfg, ckpt_path, run_dir, ctx.world_size))
+        ckpt = state["ckpt"]
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        gen_update.set_state(ckpt["rng"]["update"])
+        gen_perturb.set_state(ckpt["rng"]["perturb"])
+        start_epoch, step, grad_evals, best = ckpt["epoch"], ckpt["step"], ckpt["grad_evals"], ckpt["best"]
+        if state["last_eval"] is not None:
+            return state["last_eval"]
+    else:
+        def start_run_dir() -> None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / CONFIG_FILE, {"train": cfg.to_dict(), "model": model.config.to_dict(),
+                                              "command": ctx.launcher() + cfg.command(run_dir).removeprefix("python"),
+                                              "environment": environment(), "device": str(device),
+                                              "distributed": ctx.describe()})
+
+        ctx.on_main(start_run_dir)
+    replicated = ctx.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
+    log = MetricsLog(run_dir / METRICS_FILE) if ctx.is_main else distributed.NullLog()
+    run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
+    n_batches = len(data.train) // cfg.batch_size
+    bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
+               desc=f"{cfg.method}{'' if cfg.method != 'sast' else f' rho={cfg.rho:g}'}", unit="step",
+               file=sys.stderr, dynamic_ncols=True)
+    record: dict[str, Any] = {}
+    try:
+        for cb in callbacks:
+            cb.on_train_start(run)
+        for epoch in range(start_epoch, cfg.epochs):
+            run.epoch = epoch
+            model.train()
+            batches = _batches(len(data.train), cfg.batch_size, gen_update)
+            if cfg.method == "sast" and cfg.sam_batch == "independent":
+                perturb_batches = _batches(len(data.train), cfg.batch_size, gen_perturb)
+            else:
+                perturb_batches = batches
+            t0 = time.perf_counter()
+            window: list[float] = []
+            for i in range(n_batches):
+                batch = data.train.batch(ctx.shard(batches[i]), device)  # this rank's part of the global batch
+                if cfg.method == "sast":
+                    pbatch = (data.train.batch(ctx.shard(perturb_batches[i]), device)
+                              if perturb_batches is not batches else batch)
+                    if ctx.enabled:
+                        stats = ddp_sam_step(replicated, optimizer, run.loss_fn, pbatch, batch, cfg.rho,
+                                             perturbation=cfg.sam_perturbation)
+                    else:
+                        stats = sam_step(model, optimizer, run.loss_fn, pbatch, batch, cfg.rho)
+                elif ctx.enabled:
+                    stats = ddp_sgd_step(replicated, optimizer, run.loss_fn, batch)
+                else:
+                    stats = sgd_step(model, optimizer, run.loss_fn, batch)
+                # the statistics are averaged over the ranks, so all ranks stop here together
+                if not math.isfinite(stats.loss) or (stats.perturbed_loss is not None
+                                                     and not math.isfinite(stats.perturbed_loss)):
+                    log.log({"kind": "error", "step": run.step, "epoch": epoch, "error": "non-finite loss"})
+                    raise TrainingDiverged(
+                        f"the loss became {stats.loss} at step {run.step} (epoch {epoch}); the last good checkpoint "
+                        f"is {ckpt_path if ckpt_path.exists() else 'absent (no epoch finished)'}; try a smaller --lr"
+                    )
+                run.step += 1
+                run.grad_evals += stats.grad_evals
+                window.append(stats.loss)
+                if run.step % cfg.log_every == 0:
+                    log.log({"kind": "train", "step": run.step, "epoch": epoch, "loss": sum(window) / len(window),
+                             "grad_norm": stats.grad_norm, "grad_evals": run.grad_evals,
+                             **({"perturbed_loss": stats.perturbed_loss} if stats.perturbed_loss is not None else {})})
+                    window = []
+                for cb in callbacks:
+                    cb.on_step_end(run, stats)
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
+            seconds = time.perf_counter() - t0
+
+            def end_epoch() -> dict[str, Any]:  # rank 0: evaluation, checkpoints, callbacks
+                nonlocal best
+                model.eval()
+                val = evaluate_split(model, data.val, device)
+                test = evaluate_split(model, data.test, device)
+                record = {"kind": "eval", "step": run.step, "epoch": epoch + 1, "seconds": seconds,
+                          "grad_evals": run.grad_evals,
+                          **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
+                record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
+                log.log(record)
+                bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
+                state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
+                             step=run.step, grad_evals=run.grad_evals, world_size=ctx.world_size,
+                             rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()})
+                score = val[f"{cfg.native_mode}_acc"]
+                if score > best:
+                    best = score
+                    checkpoint.save(run_dir / BEST_FILE, model, best=best, **state)
+                checkpoint.save(ckpt_path, model, best=best, **state)
+                for cb in callbacks:
+                    cb.on_epoch_end(run, record)
+                return record
+
+            record = ctx.on_main(end_epoch)  # the other ranks wait here, then go on with rank 0's record
+        for cb in callbacks:
+            cb.on_train_end(run)
+    finally:
+        bar.close()
+        log.close()
+    return record
