@@ -1,8 +1,9 @@
-"""Shared machinery of the check command lines: flags, probe data from a checkpoint, verdicts.
+"""Shared machinery of the check command lines: flags, loading, the verdict table, exit codes.
 
 Every ``python -m checks.NAME`` takes ``--model ckpt.pt`` and needs nothing else: the
 checkpoint's configuration names the data set and binning, from which a fixed probe
-set is drawn (``--batch`` samples of ``--split``, chosen by ``--seed``). Exit codes:
+set is drawn (``--batch`` samples of ``--split``, chosen by ``--seed``; see
+:func:`checks.load_checkpoint`). Exit codes:
 0 nothing violated (all hold, or assumptions fail, or not applicable), 1 a bound is
 violated, 2 bad input (one line on stderr).
 """
@@ -12,32 +13,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
+from checks._common import CheckInputError, check_probe  # noqa: F401 (importable from here, as before)
+from checks._load import (DEFAULT_PROBE, DTYPES, Loaded, load_checkpoint,  # noqa: F401 (as before)
+                          probe_from_split)
 from checks._result import CheckResult
 from sast import checkpoint
-from sast.model import SNN
 
-DEFAULT_PROBE = 64  # probe samples: enough for stable curvature estimates, cheap on a laptop
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-class CheckInputError(ValueError):
-    """Bad input to a check (wrong probe shape, unsupported architecture, ...): exit 2."""
-
-
-@dataclass
-class Loaded:
-    model: SNN
-    ckpt: dict[str, Any]
-    probe: tuple[torch.Tensor, torch.Tensor]
-    run_dir: Path
-    device: torch.device
-    dtype: torch.dtype
+INPUT_ERRORS = (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError)
+"""What a command line reports as bad input: one line on stderr, exit 2."""
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) -> None:
@@ -45,7 +31,8 @@ def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) 
     p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
     p.add_argument("--data", default=None, help="data set for the probe (default: the model's training data)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
-    p.add_argument("--split", default="test", help="split the probe set is drawn from (train or test)")
+    p.add_argument("--split", default="test",
+                   help="split the probe set is drawn from (train: the training split less validation; val; test)")
     p.add_argument("--batch", type=int, default=batch, help="probe set size")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe draw and of random starts")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -55,43 +42,11 @@ def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) 
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def probe_from_split(frames: torch.Tensor, labels: torch.Tensor, batch: int, seed: int):
-    """A fixed probe set: ``batch`` samples drawn without replacement by ``seed`` (sorted order)."""
-    if batch < 1:
-        raise CheckInputError(f"--batch must be >= 1, got {batch}")
-    n = len(labels)
-    if n == 0:
-        raise CheckInputError("the probe split is empty")
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(batch, n)].sort().values
-    return frames[idx].float(), labels[idx]
-
-
-def load(args: argparse.Namespace) -> Loaded:
-    """The model (eval mode, on --device, in --dtype) and its probe set, from the flags."""
-    from sast.evaluate import checkpoint_split
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckInputError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
-    model, ckpt = checkpoint.load(args.model)
-    frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, cache_dir=args.cache_dir,
-                                      progress=not args.no_progress)
-    x, y = probe_from_split(frames, labels, args.batch, args.seed)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    model = model.to(device=device, dtype=dtype).eval()
-    return Loaded(model, ckpt, (x.to(device, dtype), y.to(device)), Path(args.model).parent, device, dtype)
-
-
-def check_probe(model: SNN, probe: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Raise CheckInputError unless ``probe`` is (x, y) with x (B, T, *input_shape) and y (B,)."""
-    if not (isinstance(probe, (tuple, list)) and len(probe) == 2):
-        raise CheckInputError("probe must be a tuple (x, y) of tensors")
-    x, y = probe
-    cfg = model.config
-    want = (cfg.T, *cfg.input_shape)
-    if x.dim() != 2 + len(cfg.input_shape) or tuple(x.shape[1:]) != want:
-        raise CheckInputError(f"probe x must have shape (B, {', '.join(map(str, want))}), got {tuple(x.shape)}")
-    if y.dim() != 1 or len(y) != len(x):
-        raise CheckInputError(f"probe y must have shape ({len(x)},), got {tuple(y.shape)}")
+def load_from_flags(args: argparse.Namespace) -> Loaded:
+    """:func:`checks.load_checkpoint` with the shared flags of :func:`add_common_flags`."""
+    return load_checkpoint(args.model, split=args.split, batch=args.batch, seed=args.seed, device=args.device,
+                           dtype=args.dtype, data=args.data, root=args.root, cache_dir=args.cache_dir,
+                           progress=not args.no_progress)
 
 
 def format_results(results: Sequence[CheckResult]) -> str:
@@ -119,6 +74,7 @@ def format_results(results: Sequence[CheckResult]) -> str:
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
+    """0 when nothing is violated (all hold, assumptions fail, or not applicable), 1 otherwise."""
     return 1 if any(r.status == "violated" for r in results) else 0
 
 
@@ -151,12 +107,12 @@ def run_cli(
         add_flags(p)
     args = p.parse_args(argv)
     try:
-        loaded = load(args)
+        loaded = load_from_flags(args)
         kwargs = options(args, loaded) if options else {}
         t0 = time.perf_counter()
         result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
         results = list(result) if isinstance(result, (list, tuple)) else [result]
-    except (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.model}: {len(loaded.probe[1])} probe samples, {args.dtype}, {args.device}, "

@@ -1,13 +1,60 @@
-"""Small helpers shared by the checks (no CLI, no I/O)."""
+"""Small helpers shared by the checks (no CLI, no I/O): input validation, what a check needs, traces."""
 
 from __future__ import annotations
 
 import time
+from types import ModuleType
 from typing import Any, Mapping
 
 import torch
 
 from sast.model import SNN
+
+
+class CheckInputError(ValueError):
+    """Bad input to a check (wrong probe shape, unsupported architecture, bad split, ...): exit 2."""
+
+
+KNOWN_NEEDS: Mapping[str, str] = {
+    "rho": "the run's SAM radius, as the keywords rho (None when the run has none) and rho_source "
+           "(where rho came from, or why there is none)",
+    "run_dir": "the run folder (its config.json and metrics.jsonl), as the keyword run_dir",
+}
+"""What a check may need beyond the model and the probe, and how a runner passes it.
+
+Every check module declares ``NEEDS: tuple[str, ...]``, a subset of these keys; a runner
+(``checks.all.run_all``, the monitor's :class:`checks.monitor.Check`) passes exactly what
+is declared, from what it knows of the run (a checkpoint, or the live training run)."""
+
+_NO_NEEDS = ("check module {name} declares no NEEDS; add NEEDS: tuple[str, ...] = () "
+             "(or the names it needs among {known})")
+_UNKNOWN_NEED = "check module {name} needs {need!r}, which no runner provides; known needs: {known}"
+
+
+def declared_needs(module: ModuleType) -> tuple[str, ...]:
+    """A check module's ``NEEDS``, each one of :data:`KNOWN_NEEDS` (TypeError otherwise: a broken check module)."""
+    known = ", ".join(KNOWN_NEEDS)
+    try:
+        needs = tuple(module.NEEDS)
+    except AttributeError:
+        raise TypeError(_NO_NEEDS.format(name=module.__name__, known=known)) from None
+    for need in needs:
+        if need not in KNOWN_NEEDS:
+            raise TypeError(_UNKNOWN_NEED.format(name=module.__name__, need=need, known=known))
+    return needs
+
+
+def check_probe(model: SNN, probe: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Raise CheckInputError unless ``probe`` is (x, y) with x (B, T, *input_shape) and y (B,)."""
+    if not (isinstance(probe, (tuple, list)) and len(probe) == 2):
+        raise CheckInputError("probe must be a tuple (x, y) of tensors")
+    x, y = probe
+    cfg = model.config
+    want = (cfg.T, *cfg.input_shape)
+    if x.dim() != 2 + len(cfg.input_shape) or tuple(x.shape[1:]) != want:
+        raise CheckInputError(f"probe x must have shape (B, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+    if y.dim() != 1 or len(y) != len(x):
+        raise CheckInputError(f"probe y must have shape ({len(x)},), got {tuple(y.shape)}")
 
 
 def merged_assumptions(*records: Any) -> dict[str, bool]:

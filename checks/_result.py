@@ -15,8 +15,9 @@ A check holds one empirical estimate against one upper bound of THEORY.md
                                  or the empirical statements E1, E2).
 
 The JSON key of a result is its stable ``id`` (a statement ID), never a class
-name, so renaming code does not break old logs. This module imports no torch:
-``reports/`` reads these records without the model stack.
+name, so renaming code does not break old logs. The status words, the rule that
+derives them and the schema version are the run folder's contract
+(:mod:`runfolder`); this module adds the record around them and imports no torch.
 """
 
 from __future__ import annotations
@@ -27,10 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
-"""Version of the JSON layout below; bump it when a field changes meaning or name."""
-
-STATUSES: tuple[str, ...] = ("holds", "violated", "assumption fails", "not applicable")
+from runfolder import NOT_APPLICABLE, SCHEMA_VERSION, STATUSES, VIOLATED, derive_status, plain
 
 _BAD_STATUS = "status must be one of {allowed}, got {got!r}"
 _NONFINITE = (
@@ -91,12 +89,12 @@ class CheckResult:
         for name, value in self.assumptions.items():
             if not isinstance(value, bool):
                 raise ValueError(_BAD_ASSUMPTION.format(name=name, id=self.id, value=value))
-        if (self.holds is None) != (self.status == "not applicable"):
+        if (self.holds is None) != (self.status == NOT_APPLICABLE):
             raise ValueError(
                 f"check {self.id!r}: holds={self.holds!r} contradicts status {self.status!r}; "
                 "holds is None exactly when no bound applies (status 'not applicable')"
             )
-        if self.holds is not None and self.holds != (self.status != "violated"):
+        if self.holds is not None and self.holds != (self.status != VIOLATED):
             raise ValueError(f"check {self.id!r}: holds={self.holds!r} contradicts status {self.status!r}")
 
     def to_json(self) -> dict[str, Any]:
@@ -106,7 +104,7 @@ class CheckResult:
         in ``details`` become Python numbers and lists, tuples become lists, and
         non-finite floats become None (JSON has no NaN or infinity).
         """
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "CheckResult":
@@ -124,25 +122,6 @@ class CheckResult:
         kwargs["assumptions"] = dict(kwargs["assumptions"])
         kwargs["details"] = dict(kwargs.get("details") or {})
         return cls(**kwargs)
-
-
-def _plain(obj: Any) -> Any:
-    """Recursively convert to JSON types: non-finite floats to None, array-likes to lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (bool, str)) or obj is None:
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if hasattr(obj, "tolist"):  # numpy and torch scalars and arrays, without importing either
-        return _plain(obj.tolist())
-    raise TypeError(
-        f"cannot write {type(obj).__name__} {obj!r} to JSON; put plain numbers, strings or lists in details"
-    )
 
 
 def _finite_or_none(value: float | None, what: str, id: str) -> float | None:
@@ -170,13 +149,13 @@ def make_result(
     seconds: float = 0.0,
     details: Mapping[str, Any] | None = None,
 ) -> CheckResult:
-    """Build a :class:`CheckResult`, deriving ratio, holds and status honestly.
+    """Build a :class:`CheckResult`, deriving ratio, holds and status by :func:`runfolder.derive_status`.
 
     The bound is an upper bound: ``holds = estimate <= bound * (1 + rtol)``,
     where ``rtol`` (default 0) is the stated relative accuracy of the estimator,
     to be set only where the estimate is known to carry that error (it never
     loosens the bound itself). ``ratio = estimate / bound`` (None when the bound
-    is 0). Without a bound (``bound=None``), ``holds`` and ``ratio`` are None and
+    is 0, or so small that the ratio overflows). Without a bound (``bound=None``), ``holds`` and ``ratio`` are None and
     the status is "not applicable". An estimate above the bound is "violated"
     even when an assumption fails; a bound that holds with a failing assumption
     is "assumption fails". ``dtype`` and ``device`` may be torch objects or
@@ -188,33 +167,23 @@ def make_result(
     """
     bound = _finite_or_none(bound, "bound", id)
     estimate = _finite_or_none(estimate, "estimate", id)
-    if rtol < 0:
-        raise ValueError(f"rtol must be >= 0 (it states the estimator's accuracy), got {rtol}")
+    verdict = derive_status(bound, estimate, assumptions, rtol=rtol)  # refuses a negative rtol first
     if bound is not None and estimate is None:
         raise ValueError(
             f"check {id!r} has bound {bound} but no estimate; pass the estimate, or bound=None "
             "if nothing was measured"
         )
     assumptions = {str(k): bool(v) for k, v in (assumptions or {}).items()}
-    if bound is None or estimate is None:  # estimate is None only without a bound (checked above)
-        ratio, holds, status = None, None, "not applicable"
-    else:
-        ratio = estimate / bound if bound != 0 else None
-        holds = estimate <= bound * (1.0 + rtol)
-        if not holds:
-            status = "violated"
-        elif not all(assumptions.values()):
-            status = "assumption fails"
-        else:
-            status = "holds"
+    # estimate / bound overflows for a subnormal bound (1 / 2e-311): JSON has no infinity, so no ratio
+    ratio = verdict.ratio if verdict.ratio is None or math.isfinite(verdict.ratio) else None
     return CheckResult(
         id=str(id),
         name=str(name),
         bound=bound,
         estimate=estimate,
         ratio=ratio,
-        holds=holds,
-        status=status,
+        holds=verdict.holds,
+        status=verdict.status,
         assumptions=assumptions,
         converged=None if converged is None else bool(converged),
         n_products=int(n_products),
@@ -223,5 +192,5 @@ def make_result(
         device=str(device),
         seconds=float(seconds),
         schema_version=SCHEMA_VERSION,
-        details=_plain(dict(details or {})),
+        details=plain(dict(details or {})),
     )

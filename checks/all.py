@@ -15,13 +15,14 @@ import difflib
 import importlib
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from checks._cli import CheckInputError, add_common_flags, exit_code, format_results, load, write_results
-from checks._result import CheckResult, make_result
-from sast import checkpoint
+from checks._cli import INPUT_ERRORS, add_common_flags, exit_code, format_results, load_from_flags, write_results
+from checks._common import CheckInputError, declared_needs
+from checks._load import Loaded, checkpoint_rho
+from checks._result import CheckResult
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -49,22 +50,35 @@ def _select(names: str | None, flag: str) -> list[str]:
     return out
 
 
-def run_all(loaded, names: Sequence[str], *, seed: int = 0, progress: bool = True) -> list[CheckResult]:
-    """Run the named check modules on a loaded model and probe; T6 reads the run folder."""
+def from_checkpoint(needs: Sequence[str], loaded: Loaded) -> dict[str, Any]:
+    """The keywords that pass a check's declared ``needs`` (``checks._common.KNOWN_NEEDS``) from a checkpoint.
+
+    "rho": the run's rho from the checkpoint's train_config (None, and why, when it is 0
+    or absent); "run_dir": the checkpoint's folder.
+    """
+    out: dict[str, Any] = {}
+    for need in needs:
+        if need == "rho":
+            out["rho"], out["rho_source"] = checkpoint_rho(loaded.ckpt)
+        elif need == "run_dir":
+            out["run_dir"] = loaded.run_dir
+        else:
+            raise TypeError(f"checks.all cannot provide {need!r} from a checkpoint")
+    return out
+
+
+def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bool = True) -> list[CheckResult]:
+    """Run the named check modules (keys of :data:`CHECKS`) on a loaded checkpoint, in order.
+
+    Each module's ``run(model, probe, seed=..., progress=False, ...)`` gets what its
+    ``NEEDS`` declares, from the checkpoint (:func:`from_checkpoint`): T5 the run's rho,
+    T6 the run folder.
+    """
     results: list[CheckResult] = []
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
         module = importlib.import_module(f"checks.{name}")
-        if name == "convergence":
-            try:
-                out = module.run_folder(loaded.run_dir, seed=seed)
-            except CheckInputError as e:  # no monitor log: T6 cannot be assessed, say why
-                out = make_result("T6", "convergence", bound=None, estimate=None, seed=seed,
-                                  details={"reason": str(e)})
-        elif name == "sam_error":  # at the run's own rho
-            rho, source = module.rho_from_checkpoint(loaded.ckpt)
-            out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, rho=rho, rho_source=source)
-        else:
-            out = module.run(loaded.model, loaded.probe, seed=seed, progress=False)
+        needs = from_checkpoint(declared_needs(module), loaded)
+        out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
     return results
 
@@ -81,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
         names = [n for n in (only or CHECKS) if n not in skip]
-        loaded = load(args)
+        loaded = load_from_flags(args)
         results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress)
-    except (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_results(results))

@@ -17,17 +17,19 @@ from typing import Sequence
 
 import torch
 
-from checks._cli import check_probe, run_cli
-from checks._common import Stopwatch, bound_details, merged_assumptions, traces, worst
+from checks._cli import run_cli
+from checks._common import Stopwatch, bound_details, check_probe, merged_assumptions, traces, worst
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
 from theory import bounds
 from theory.scalar import g_derivative
 
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
-def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
-        **_: object) -> CheckResult:
+
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False) -> CheckResult:
     """A4: per layer, max |g'(u)| over observed smooth-mode states, against kappa_l."""
     check_probe(model, probe)
     sw = Stopwatch()

@@ -30,7 +30,8 @@ premise eta <= 1/L is an assumption ("eta <= 1/L") that may fail; the result the
 "not applicable" (with the reason) for a base step other than plain SGD (momentum,
 Adam), for HFSB (a biased surrogate gradient: A5 fails), and for same-batch SAM with
 rho > 0 (T6 needs an independent perturbation minibatch). Exit 2 with one line when
-the run folder has no probe records.
+the run folder has no probe records; :func:`run` (what ``python -m checks.all`` calls)
+records that as "not applicable" with the reason instead.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from checks._cli import DEFAULT_PROBE, DTYPES, CheckInputError, format_results, write_results
+from checks._cli import DTYPES, INPUT_ERRORS, format_results, write_results
+from checks._common import CheckInputError
+from checks._load import DEFAULT_PROBE, load_checkpoint
 from checks._result import CheckResult, make_result
-from sast import checkpoint
 from sast.runlog import read_jsonl
 from theory import bounds
+
+NEEDS: tuple[str, ...] = ("run_dir",)
+"""The run folder whose monitor log T6 reads (``checks._common.KNOWN_NEEDS``); the model and probe are not used."""
 
 NO_PROBES = ("{path} has no probe records (kind 'probe'); T6 needs the live monitor's log: "
              "train with --monitor default (python -m sast.train --monitor default ...)")
@@ -210,25 +215,33 @@ def run_folder(run_dir: str | Path, *, seed: int = 0, progress: bool = False, de
 def _t4_at_checkpoint(run_dir: Path, *, seed: int, progress: bool, device: str, dtype: str, batch: int, split: str,
                       tol: float | None, max_iter: int | None, cache_dir: str | None) -> CheckResult:
     from checks import linalg, smoothness
-    from checks._cli import load
 
     ckpt = run_dir / "ckpt.pt"
     if not ckpt.exists():
         raise CheckInputError(f"{run_dir} has no T4 result in its log and no ckpt.pt to compute one at")
-    args = argparse.Namespace(model=str(ckpt), data=None, root=None, split=split, batch=batch, seed=seed, device=device,
-                              dtype=dtype, cache_dir=cache_dir, no_progress=not progress)
-    loaded = load(args)
+    loaded = load_checkpoint(ckpt, split=split, batch=batch, seed=seed, device=device, dtype=dtype,
+                             cache_dir=cache_dir, progress=progress)
     return smoothness.run(loaded.model, loaded.probe, seed=seed, tol=linalg.DEFAULT_TOL if tol is None else tol,
                           max_iter=max_iter)
 
 
 def run(model: Any, probe: Any, *, seed: int = 0, progress: bool = False, run_dir: str | Path | None = None,
-        **options: Any) -> CheckResult:
-    """The uniform check signature: T6 reads ``run_dir``'s log (the model and probe are not used)."""
+        device: str = "cpu", dtype: str = "float32", batch: int = DEFAULT_PROBE, split: str = "test",
+        tol: float | None = None, max_iter: int | None = None, cache_dir: str | None = None) -> CheckResult:
+    """The uniform check signature: T6 from ``run_dir``'s monitor log (the model and probe are not used).
+
+    The other options are :func:`run_folder`'s. Where the folder cannot give T6 (no
+    monitor log, no config.json, no T4 and no checkpoint), the result says so: "not
+    applicable" with the reason, no number (``python -m checks.convergence`` exits 2).
+    """
     if run_dir is None:
         raise CheckInputError("T6 reads a run folder's monitor log: pass run_dir "
                               "(python -m checks.convergence --run RUN_DIR)")
-    return run_folder(run_dir, seed=seed, progress=progress, **options)
+    try:
+        return run_folder(run_dir, seed=seed, progress=progress, device=device, dtype=dtype, batch=batch,
+                          split=split, tol=tol, max_iter=max_iter, cache_dir=cache_dir)
+    except CheckInputError as e:  # T6 cannot be assessed from this folder: record why
+        return make_result("T6", "convergence", bound=None, estimate=None, seed=seed, details={"reason": str(e)})
 
 
 def _summary(r: CheckResult) -> str:
@@ -269,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_folder(run_dir, seed=args.seed, progress=not args.no_progress, device=args.device,
                             dtype=args.dtype, batch=args.batch, split=args.split, tol=args.tol,
                             max_iter=args.max_iter, cache_dir=args.cache_dir)
-    except (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
+    except INPUT_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_results([result]))

@@ -37,14 +37,16 @@ import torch
 import torch.nn.functional as F
 
 from checks import linalg
-from checks._cli import CheckInputError, Loaded, check_probe, run_cli
-from checks._common import Stopwatch, bound_details, describe, merged_assumptions
+from checks._cli import Loaded, run_cli
+from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
 from theory import bounds
 
 MODES = ("smooth", "hard")
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
 # Adversarial ascent (a lower estimate, so these trade cost against tightness only):
 DEFAULT_ADVERSARIAL = 4  # samples attacked: the ones with the largest Jacobian norms, where the ratio peaks
@@ -129,7 +131,7 @@ def input_gradient_norms(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: 
 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
         mode: str = "smooth", adversarial: int = DEFAULT_ADVERSARIAL, steps: int = ADVERSARIAL_STEPS,
-        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, **_: object) -> CheckResult:
+        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None) -> CheckResult:
     """T3: max over the probe of ||dz/dx|| and of the adversarial secant ratio, against L_in.
 
     ``adversarial`` samples (0: none) get ``steps`` ascent steps; ``tol`` and

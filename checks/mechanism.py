@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from checks._cli import check_probe, run_cli
-from checks._common import Stopwatch, describe
+from checks._cli import run_cli
+from checks._common import Stopwatch, check_probe, describe
 from checks._result import CheckResult, make_result
 from sast.model import SNN, LayerSpec
 from theory import bounds
@@ -45,6 +45,9 @@ NUMERIC_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 NUMERIC_RTOL_DEFAULT = 1e-2  # half precision
 
 _CONDITION_FAILS = "condition fails"
+
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
 
 def first_layer_obstacle(model: SNN) -> str | None:
@@ -111,7 +114,7 @@ def _stats(values: list[float], name: str) -> dict[str, float]:
 
 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
-        chunk: int = GRAD_CHUNK, **_: object) -> CheckResult:
+        chunk: int = GRAD_CHUNK) -> CheckResult:
     """T7: the per-sample inequality ||grad_x l||_F <= (||W^1|| / s_T(X)) ||grad_{W^1} l||_F, worst sample.
 
     ``seed`` is recorded only (nothing here is random). See the module docstring for

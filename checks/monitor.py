@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from checks._common import declared_needs
 from checks._result import CheckResult
 from sast.callbacks import Callback
 
@@ -221,34 +222,47 @@ class ProbeStats:
         return out
 
 
+def from_run(needs: Sequence[str], run: "Run") -> dict[str, Any]:
+    """The keywords that pass a check's declared ``needs`` (``checks._common.KNOWN_NEEDS``) from the live run.
+
+    "rho": the run's rho (None, and why, when it is 0: the check then uses its
+    default); "run_dir": the run folder being written.
+    """
+    out: dict[str, Any] = {}
+    for need in needs:
+        if need == "rho":
+            rho = run.cfg.rho
+            out["rho"], out["rho_source"] = (rho, "the run's rho") if rho > 0 else (None, f"the run's rho is {rho:g}")
+        elif need == "run_dir":
+            out["run_dir"] = run.run_dir
+        else:
+            raise TypeError(f"the monitor cannot provide {need!r} from a training run")
+    return out
+
+
 @dataclass(frozen=True)
 class Check:
-    """Quantity function: ``checks.<module>.run(model, probe, seed=..., **options)``.
+    """Quantity function: ``checks.<module>.run(model, probe, seed=..., progress=False, **options)``.
 
-    With ``run_rho=True`` (T5) the run's rho is passed as ``rho`` (SAM_ERROR's default
-    when the run has rho = 0).
+    The module's declared ``NEEDS`` are passed from the run (:func:`from_run`): T5 gets
+    the run's rho. ``options`` are the check's own keyword options; a misspelled one
+    raises TypeError.
     """
 
     module: str
     options: tuple[tuple[str, Any], ...] = ()
-    run_rho: bool = False
 
     def __call__(self, model: "SNN", probe: tuple[torch.Tensor, torch.Tensor], run: "Run", seed: int) -> CheckResult:
         mod = importlib.import_module(f"checks.{self.module}")
-        options = dict(self.options)
-        if self.run_rho:
-            if run.cfg.rho > 0:
-                options.update(rho=run.cfg.rho, rho_source="the run's rho")
-            else:
-                options.update(rho=mod.DEFAULT_RHO, rho_source=f"default {mod.DEFAULT_RHO:g} (the run's rho is 0)")
-        return mod.run(model, probe, seed=seed, progress=False, **options)
+        needs = from_run(declared_needs(mod), run)
+        return mod.run(model, probe, seed=seed, progress=False, **dict(self.options), **needs)
 
 
 # Cheap settings for curvature while training: a loose Lanczos tolerance (the extreme Ritz
 # values settle within a few percent in ~5-15 products), double-backward products (the
 # faster on CPU; "auto" would time both at every call), no determinism repeat (the
 # monitor holds the deterministic model in eval mode on a fixed probe).
-LIVE_LANCZOS = (("tol", 5e-2), ("max_iter", 30), ("method", "double-backward"), ("check_deterministic", False))
+LIVE_LANCZOS = (("tol", 5e-2), ("max_iter", 30), ("hvp_method", "double-backward"), ("check_deterministic", False))
 CURVATURE_PROBE = 32  # probe samples for Hessian products (any minibatch's Hessian obeys T4's L)
 CHEAP_PROBE = 32  # probe samples for the state checks A4, T2 (forward passes only)
 
@@ -259,12 +273,13 @@ _FULL = (
     Quantity("T2", every(50), Check("state_bounds"), probe_size=CHEAP_PROBE),
     Quantity("T3", every(200), Check("lipschitz", (("adversarial", 1), ("steps", 10), ("tol", 1e-2),
                                                    ("max_iter", 50))), probe_size=16),
-    Quantity("T4", at_epoch_end, Check("smoothness", (("tol", 1e-2), ("max_iter", 60), ("method", "double-backward"),
+    Quantity("T4", at_epoch_end, Check("smoothness", (("tol", 1e-2), ("max_iter", 60),
+                                                      ("hvp_method", "double-backward"),
                                                       ("check_deterministic", False))),
              on="epoch", probe_size=CURVATURE_PROBE),
     Quantity("T5", every(100), Check("sam_error", (("tol", 5e-2), ("max_iter", 30), ("hvp_method", "double-backward"),
                                                    ("check_deterministic", False), ("ascent_steps", 5),
-                                                   ("ascent_starts", 1), ("taylor_samples", 4)), run_rho=True),
+                                                   ("ascent_starts", 1), ("taylor_samples", 4))),
              probe_size=CURVATURE_PROBE),
 )
 
@@ -348,7 +363,7 @@ class Monitor(Callback):
         self.probe, self.probe_indices = (x.to(device, dtype), y.to(device)), idx
         run.log.log({"kind": "monitor", "event": "start", "step": run.step, "epoch": run.epoch, "preset": self.preset,
                      "quantities": [q.describe() for q in self.quantities],
-                     "probe": {"split": "val", "size": len(idx), "seed": self.probe_seed, "indices": idx}})
+                     "probe": {"split": "train", "size": len(idx), "seed": self.probe_seed, "indices": idx}})
         self.seconds += time.perf_counter() - t0
         if run.step == 0:  # on resume, the records of the checkpoint's step are already in the log
             self._due(run, "step", 0)

@@ -24,9 +24,10 @@ needs smoothness over the whole ball). The result's estimate and bound are those
 the quantity with the largest ratio to its T4 bound (``worst`` in details).
 
 rho: ``--rho``, else the run's rho from the checkpoint (``train_config.rho``), else
-0.05 when that is 0 or absent; details say which (``rho_source``). The model is never
-modified: every F(w + eps) goes through ``torch.func.functional_call`` with a
-perturbed copy of the parameters.
+0.05 when that is 0 or absent; details say which (``rho_source``). The module declares
+``NEEDS = ("rho",)``, so ``python -m checks.all`` and the live monitor pass ``run`` the
+run's rho. The model is never modified: every F(w + eps) goes through
+``torch.func.functional_call`` with a perturbed copy of the parameters.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from torch import Tensor
 from torch.func import functional_call
 
 from checks import linalg
-from checks._cli import CheckInputError, Loaded, check_probe, run_cli
-from checks._common import Stopwatch, bound_details, describe, merged_assumptions, worst
+from checks._cli import Loaded, run_cli
+from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions, worst
+from checks._load import checkpoint_rho
 from checks._result import CheckResult, make_result
 from checks.constants import ball_constants, model_constants
 from checks.smoothness import local_curvature
@@ -50,7 +52,11 @@ from sast.model import SNN
 from sast.sam import GRAD_NORM_FLOOR
 from theory import ModelConstants, bounds
 
-DEFAULT_RHO = 0.05  # when neither --rho nor the checkpoint gives one (an SF or HFSB run has rho = 0)
+NEEDS: tuple[str, ...] = ("rho",)
+"""The run's rho and where it came from (``checks._common.KNOWN_NEEDS``): T5 is checked at the
+radius the run trained with."""
+
+DEFAULT_RHO = 0.05  # when neither --rho nor the run gives one (an SF or HFSB run has rho = 0)
 # Inner maximisation of q2: random sphere starts besides eps_hat, and ascent steps per start.
 # More only tighten the lower estimate; a few dozen gradients cost about as much as Lanczos.
 ASCENT_STARTS = 2
@@ -193,18 +199,19 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
         rho: float | None = None, rho_source: str | None = None, ascent_starts: int = ASCENT_STARTS,
         ascent_steps: int = ASCENT_STEPS, taylor_samples: int = TAYLOR_SAMPLES,
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
-        check_deterministic: bool = True, local: bool = True, constants: ModelConstants | None = None,
-        **_: object) -> CheckResult:
+        check_deterministic: bool = True, local: bool = True,
+        constants: ModelConstants | None = None) -> CheckResult:
     """T5: the SAM first-order errors q1, q2, q3 and the Taylor remainder at w, against T4's L on the rho-ball.
 
-    ``rho`` None means :data:`DEFAULT_RHO` (``rho_source`` says where a given rho came
-    from). ``tol``, ``max_iter``, ``hvp_method`` and ``check_deterministic`` govern the
-    Lanczos run for the local curvature (``local=False`` skips it). ``constants`` may
-    pass precomputed ``model_constants(model, x)``.
+    ``rho`` None means :data:`DEFAULT_RHO`; ``rho_source`` says where a given rho came
+    from, or, with ``rho`` None, why there is none ("the run's rho is 0"). ``tol``,
+    ``max_iter``, ``hvp_method`` and ``check_deterministic`` govern the Lanczos run for
+    the local curvature (``local=False`` skips it). ``constants`` may pass precomputed
+    ``model_constants(model, x)``.
     """
     check_probe(model, probe)
     if rho is None:
-        rho, rho_source = DEFAULT_RHO, f"default {DEFAULT_RHO:g} (no rho given)"
+        rho, rho_source = _default_rho(rho_source or "no rho given")
     if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
         raise CheckInputError(f"rho must be a finite number > 0, got {rho!r}; pass --rho, e.g. --rho {DEFAULT_RHO}")
     counts = {"ascent_starts": ascent_starts, "ascent_steps": ascent_steps, "taylor_samples": taylor_samples}
@@ -222,7 +229,7 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
                        taylor_samples=taylor_samples)
     lanczos, L_local, n_hvp = None, None, 0
     if local:
-        lanczos, _op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, method=hvp_method,
+        lanczos, _op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
                                        check_deterministic=check_deterministic)
         L_local, n_hvp = max(abs(lanczos.lambda_min), abs(lanczos.lambda_max)), lanczos.n_products
     b, b_local = _bounds_for(L, rho), _bounds_for(L_local, rho)
@@ -271,20 +278,18 @@ def _flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iter", type=int, default=None, help="Lanczos steps at most for the local curvature")
 
 
+def _default_rho(why: str) -> tuple[float, str]:
+    return DEFAULT_RHO, f"default {DEFAULT_RHO:g} ({why})"
+
+
 def rho_from_checkpoint(ckpt: dict[str, Any]) -> tuple[float, str]:
     """The run's rho from ``train_config.rho``, or DEFAULT_RHO (and why) when it is 0 or absent."""
-    rho = (ckpt.get("train_config") or {}).get("rho")
-    if isinstance(rho, (int, float)) and rho > 0:
-        return float(rho), "checkpoint train_config.rho"
-    why = "absent" if rho is None else f"{rho:g}"
-    return DEFAULT_RHO, f"default {DEFAULT_RHO:g} (the checkpoint's rho is {why})"
+    rho, source = checkpoint_rho(ckpt)
+    return (rho, source) if rho is not None else _default_rho(source)
 
 
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
-    if args.rho is not None:
-        rho, source = args.rho, "--rho"
-    else:
-        rho, source = rho_from_checkpoint(loaded.ckpt)
+    rho, source = (args.rho, "--rho") if args.rho is not None else checkpoint_rho(loaded.ckpt)
     return {"rho": rho, "rho_source": source, "ascent_starts": args.ascent_starts, "ascent_steps": args.ascent_steps,
             "taylor_samples": args.taylor_samples, "tol": args.tol, "max_iter": args.max_iter}
 

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import torch
 
 from checks import linalg
-from checks._cli import Loaded, check_probe, run_cli
-from checks._common import Stopwatch, bound_details, describe, merged_assumptions
+from checks._cli import Loaded, run_cli
+from checks._common import Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
@@ -36,6 +36,9 @@ from theory import ModelConstants, bounds
 
 # The theory record's layer-by-layer quantities copied into the details (THEORY.md T4's symbols).
 THEORY_KEYS = ("kappa", "gam", "K", "A_l", "U1", "S1", "U2", "S2", "Z1", "Z2")
+
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
 
 def local_curvature(
@@ -45,7 +48,7 @@ def local_curvature(
     tol: float = linalg.DEFAULT_TOL,
     max_iter: int | None = None,
     seed: int = 0,
-    method: linalg.HVPMethod = "auto",
+    hvp_method: linalg.HVPMethod = "auto",
     check_deterministic: bool = True,
 ) -> tuple[linalg.LanczosResult, linalg.HessianOperator]:
     """lambda_min and lambda_max of the Hessian of the smooth-mode probe-batch loss at the model's w.
@@ -54,19 +57,19 @@ def local_curvature(
     indication of the smoothness near w, not a bound over the ball or the run).
     """
     x, y = probe
-    op = linalg.HessianOperator(model, None, x, y, method=method, mode="smooth",
+    op = linalg.HessianOperator(model, None, x, y, method=hvp_method, mode="smooth",
                                 check_deterministic=check_deterministic, seed=seed)
     res = linalg.lanczos_extremes(op, tol=tol, max_iter=max_iter, seed=seed)
     return res, op
 
 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
-        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, method: linalg.HVPMethod = "auto",
-        check_deterministic: bool = True, constants: ModelConstants | None = None, **_: object) -> CheckResult:
+        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
+        check_deterministic: bool = True, constants: ModelConstants | None = None) -> CheckResult:
     """T4: max(|lambda_min|, |lambda_max|) of the probe-batch Hessian (Lanczos, exact HVPs) against L.
 
     ``tol`` and ``max_iter`` (None: linalg's default) govern Lanczos (relative to the
-    spectral radius); ``method`` the HVP method ("auto" times both once);
+    spectral radius); ``hvp_method`` the HVP method ("auto" times both once);
     ``check_deterministic`` repeats a product to catch a random loss (the live monitor
     turns it off to save the products, on a model it holds in eval mode).
     ``constants`` may pass precomputed ``model_constants(model, x)``.
@@ -76,7 +79,7 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     x, _ = probe
     c = constants if constants is not None else model_constants(model, x)
     rec = bounds.smoothness(c)
-    res, op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, method=method,
+    res, op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
                               check_deterministic=check_deterministic)
     estimate = max(abs(res.lambda_min), abs(res.lambda_max))
     details: dict[str, Any] = {
@@ -103,7 +106,7 @@ def _flags(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
-    return {"tol": args.tol, "max_iter": args.max_iter, "method": args.hvp_method}
+    return {"tol": args.tol, "max_iter": args.max_iter, "hvp_method": args.hvp_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

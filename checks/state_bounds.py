@@ -14,18 +14,19 @@ from typing import Sequence
 
 import torch
 
-from checks._cli import check_probe, run_cli
-from checks._common import Stopwatch, bound_details, merged_assumptions, traces, worst
+from checks._cli import run_cli
+from checks._common import Stopwatch, bound_details, check_probe, merged_assumptions, traces, worst
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
 from theory import bounds
 
 MODES = ("smooth", "hard")
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
 
-def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
-        **_: object) -> CheckResult:
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False) -> CheckResult:
     """T2: per layer and mode, the observed u range against the interval at t = T."""
     check_probe(model, probe)
     sw = Stopwatch()

@@ -26,12 +26,14 @@ from typing import Any, Sequence
 
 import torch
 
-from checks._cli import check_probe, run_cli
-from checks._common import Stopwatch, describe
+from checks._cli import run_cli
+from checks._common import Stopwatch, check_probe, describe
 from checks._result import CheckResult, make_result
 from sast.model import SNN
 from sast.transfer import diagnostics
 
+NEEDS: tuple[str, ...] = ()
+"""Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 DEFAULT_BATCH = 256  # three forward passes per sample, no derivatives: a larger probe is cheap
 
 E1_KEYS = ("n", "smooth_acc", "hard_acc", "gap", "agreement", "logit_discrepancy", "logit_discrepancy_max",
@@ -39,8 +41,8 @@ E1_KEYS = ("n", "smooth_acc", "hard_acc", "gap", "agreement", "logit_discrepancy
 E2_KEYS = ("n", "int8_hard_acc", "hard_acc", "synops_smooth", "synops_hard")
 
 
-def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
-        **_: object) -> list[CheckResult]:
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0,
+        progress: bool = False) -> list[CheckResult]:
     """E1 and E2 of ``model`` on ``probe``: ``[E1 result, E2 result]``, both "not applicable" (no bound).
 
     details of E1: smooth_acc, hard_acc, gap = smooth_acc - hard_acc, agreement,

@@ -65,3 +65,18 @@ def test_lipschitz_negative_adversarial_exits_2(tiny_run, capsys):
     assert lipschitz.main(_args(tiny_run, "--adversarial", "-1")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "adversarial" in err, err
+
+
+@pytest.mark.parametrize("flags, word", [(["--split", "validation"], "split"), (["--device", "gpu"], "device"),
+                                         (["--data", "no-such-data"], "no-such-data")])
+def test_bad_split_device_or_data_exits_2_with_one_line(tiny_run, capsys, flags, word):
+    assert transfer.main(_args(tiny_run, *flags)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and word in err, err
+
+
+def test_the_probe_may_come_from_the_validation_part(tiny_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert transfer.main(_args(tiny_run, "--split", "val", "--batch", "500", "--json", str(out))) == 0
+    e1, _ = json.loads(out.read_text())
+    assert 0 < e1["details"]["n"] < 200  # the validation part of the 200 training samples (--limit 200)

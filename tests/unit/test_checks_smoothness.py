@@ -39,20 +39,20 @@ def exact_hessian_eigenvalues(model: SNN, x: torch.Tensor, y: torch.Tensor) -> t
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-@pytest.mark.parametrize("method", ["double-backward", "forward-over-reverse"])
-def test_lanczos_extremes_equal_exact_hessian_eigenvalues(reset, method):
+@pytest.mark.parametrize("hvp_method", ["double-backward", "forward-over-reverse"])
+def test_lanczos_extremes_equal_exact_hessian_eigenvalues(reset, hvp_method):
     model = _net(reset=reset)
     x, y = _probe()
     ev = exact_hessian_eigenvalues(model, x, y)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    r = smoothness.run(model, (x, y), tol=1e-10, method=method)
+    r = smoothness.run(model, (x, y), tol=1e-10, hvp_method=hvp_method)
     # P = 39 parameters: Lanczos runs to an invariant Krylov space or to the tolerance; 1e-8
     # relative to the spectral radius is far above float64 rounding, far below any bug
     scale = float(ev.abs().max())
     assert r.details["lambda_min"] == pytest.approx(float(ev[0]), abs=1e-8 * scale)
     assert r.details["lambda_max"] == pytest.approx(float(ev[-1]), abs=1e-8 * scale)
     assert r.estimate == pytest.approx(scale, rel=1e-8)
-    assert r.converged is True and r.details["hvp_method"] == method and r.n_products >= 2
+    assert r.converged is True and r.details["hvp_method"] == hvp_method and r.n_products >= 2
     assert r.holds is True and r.status == "holds" and r.bound == r.details["L"]
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is untouched
 

@@ -122,6 +122,15 @@ def test_monitor_logs_probe_and_check_records(tmp_path):
     assert mon.seconds > 0
 
 
+def test_the_probe_comes_from_the_training_split_and_the_log_says_so(tmp_path):
+    data = _data()
+    mon = Monitor([Quantity("probe", every(100), ProbeStats(groups=2))], probe_size=8, strict=True)
+    train(_cfg(epochs=1), tmp_path / "run", callbacks=[mon], progress=False, data=data)
+    (start,) = [r for r in _records(tmp_path / "run", {"monitor"}) if r["event"] == "start"]
+    assert start["probe"]["split"] == "train"  # T6's F is the training loss
+    assert torch.equal(mon.probe[0], data.train.frames[start["probe"]["indices"]].float())
+
+
 def test_probe_set_is_the_same_whatever_the_preset():
     data = _data()
     a = monitor.draw_probe(data.val, 16)

@@ -65,6 +65,18 @@ def test_zero_bound_has_no_ratio():
     assert _result(bound=0.0, estimate=1e-9).status == "violated"
 
 
+def test_a_ratio_that_overflows_is_none_not_infinite():
+    # found by hypothesis: estimate / bound is inf for a subnormal bound, which JSON cannot hold
+    r = _result(bound=2.225073858507e-311, estimate=1.0)
+    assert r.ratio is None and r.status == "violated"
+
+
+def test_status_words_and_schema_are_the_run_folders():
+    import runfolder
+
+    assert STATUSES == runfolder.STATUSES and SCHEMA_VERSION == runfolder.SCHEMA_VERSION
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_nonfinite_numbers_are_refused(bad):
     with pytest.raises(ValueError, match="not a finite number"):
