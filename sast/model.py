@@ -21,7 +21,7 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -220,19 +220,32 @@ class SNN(nn.Module):
         """The plan entries of the spiking layers l = 1..D, in order."""
         return [s for s in self.plan if s.spiking]
 
+    def layer_modes(self, mode: str | Sequence[str]) -> tuple[str, ...]:
+        """The spike mode of each spiking layer: ``mode`` for all, or one mode per layer (l = 1..D)."""
+        n = len(self.spiking_specs)
+        modes = (mode,) * n if isinstance(mode, str) else tuple(mode)
+        if len(modes) != n:
+            raise ValueError(f"expected one spike mode per spiking layer ({n}), got {len(modes)}: {list(modes)}")
+        for m in modes:
+            if m not in MODES:
+                raise ValueError(f"unknown mode {m!r}: expected one of {', '.join(MODES)}")
+        return modes
+
     def forward(
-        self, x: torch.Tensor, mode: str = "smooth", return_trace: bool = False, *, fast: bool = True,
-        sparse_input: bool | None = None,
+        self, x: torch.Tensor, mode: str | Sequence[str] = "smooth", return_trace: bool = False, *,
+        fast: bool = True, sparse_input: bool | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[LayerTrace]]:
         """Logits (and the trace); ``fast=False`` runs the plain reference ops throughout.
 
+        ``mode`` is one spike mode for every layer, or a sequence of one mode per spiking
+        layer (mixed modes: hard spikes in some layers, smooth in the others, as the
+        per-layer transfer attribution of ``sast.gap`` runs them).
         The fast path (``sast._fast``) computes the same function with the same gradients
         (tests/unit/test_fast_path.py). ``sparse_input`` chooses whether a first dense layer
         on the raw frames multiplies over their nonzeros only; None: by device (a CPU yes).
         """
         cfg = self.config
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        modes = self.layer_modes(mode)
         expected = (cfg.T, *cfg.input_shape)
         if x.dim() != 2 + len(cfg.input_shape) or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected frames of shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
@@ -257,8 +270,8 @@ class SNN(nn.Module):
                     currents = layer(a.flatten(2))  # all T in one matmul
                 else:
                     currents = layer(a.flatten(0, 1)).unflatten(0, (B, T))
-                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset, mode=mode,
-                           fast=fast)
+                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset,
+                           mode=modes[spec.index], fast=fast)
                 raw = False
                 trace.append(LayerTrace(u, a))
         logits = self.readout(a.flatten(2).mean(dim=1))  # (1/T) sum_t (W^o s_t + b^o)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sast.experiments import main, plan_runs, summarise
+from apps.experiments import main, plan_runs, summarise
 
 TINY = ["--limit", "200", "--layers", "dense:16", "--epochs", "1", "--severities", "1", "--no-progress"]
 
