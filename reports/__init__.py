@@ -1,11 +1,13 @@
 """Theory-alignment reports: run folders (JSON) in, one self-contained HTML file out.
 
     python -m reports.build RUN_DIR [RUN_DIR ...] -o report.html
+    python -m reports.sweep SWEEP_DIR -o report.html   # a sweep's results.json
 
 The public API: :func:`build_report` (read, render, write atomically),
 :func:`render_report` (runs to an HTML string), :func:`load_run` /
 :func:`load_runs` (a run folder to a :class:`Run`, recording what is missing),
-and :class:`NotARunFolder`. The view models are in :mod:`reports.views`, each
+and :class:`NotARunFolder`; :func:`build_sweep_report` renders a sweep
+(:mod:`reports.sweep`). The view models are in :mod:`reports.views`, each
 run's command and configuration in :mod:`reports.provenance`, figures in
 :mod:`reports.figures`; fake run folders for tests in :mod:`reports.testing`.
 The run folder's contract is :mod:`runfolder`'s. This package reads JSON only:
@@ -19,6 +21,7 @@ from typing import Any
 
 _EXPORTS = {
     "build_report": "reports.build",
+    "build_sweep_report": "reports.sweep",
     "load_runs": "reports.build",
     "render_report": "reports.build",
     "NotARunFolder": "reports.runs",

@@ -15,7 +15,8 @@ configuration and the command that reproduces each run.
 
 Exit codes: 0 the report was written (whatever the verdicts: rendering is not
 checking; ``python -m checks.all`` exits 1 on a violated bound), 2 bad input
-(a path that is not a run folder) or an output that cannot be written.
+(a path that is not a run folder) or an output that cannot be written, 70 an internal
+error (:mod:`runfolder.exits`).
 
 This module is the command line and the rendering; the view models are in
 :mod:`reports.views`, the command and configuration of each run in
@@ -26,6 +27,7 @@ Their public names are re-exported here, where callers have always found them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +113,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     Raises :class:`NotARunFolder` for the first path that is not a run folder.
     """
     paths = [Path(p) for p in paths]
-    names = [p.resolve().name for p in paths]
+    names = [Path(os.path.realpath(p)).name for p in paths]  # realpath: a symbolic-link loop is load_run's to report
     return [load_run(p, name=str(p) if names.count(n) > 1 else n) for p, n in zip(paths, names)]
 
 
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "self-contained HTML report that opens offline: verdicts per THEORY.md statement, the "
                     "checks over training, T6, T7, training curves, a comparison of several runs, and the "
                     "command that reproduces each run.",
+        epilog=runfolder.EXIT_CODES_EPILOG,
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder written by python -m sast.train")
     p.add_argument("-o", "--output", default=DEFAULT_OUTPUT,
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@runfolder.guard
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the report; print its path. Exit 0 when written, 2 on bad input or an unwritable output."""
     args = build_parser().parse_args(argv)
