@@ -8,8 +8,8 @@ final checkpoint (checks.json in each run folder), and one theory-alignment repo
 written for both runs. A second call reuses finished runs (it resumes them, which for a
 finished run only re-reads its log).
 
-This module is a composition root: it wires ``checks`` and ``reports`` (higher layers)
-into training, importing them inside ``main`` only.
+A composition root (``apps``): it wires the live monitor, ``checks`` and ``reports`` into
+training; ``python -m sast.demo`` is its entry point.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sast.train import TrainConfig, TrainingDiverged, load_data, monitor_callbacks, train
+from apps.wiring import monitor_callbacks
+from runfolder import EXIT_CODES_EPILOG, REPORT_FILE, check_writable, guard
+from sast.train import TrainConfig, TrainingDiverged, load_data, train
 
 DEMO_RHO = 0.3
 
@@ -33,12 +35,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sast.demo", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_EPILOG)
     p.add_argument("--out", default="runs/demo", help="folder for the two run folders")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--monitor", default="default", help="live checks preset: default, full or off")
     p.add_argument("--no-checks", action="store_true", help="skip checks.all and the report")
@@ -49,8 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [("SF", TrainConfig(**{**base.to_dict(), "method": "sf"})),
             (f"SAST rho={DEMO_RHO:g}", TrainConfig(**{**base.to_dict(), "method": "sast", "rho": DEMO_RHO}))]
     rows = []
-    try:
+    try:  # other bad input (settings, an unusable --out, the file system) is the boundary's: one line, exit 2
         base.validate()
+        check_writable(out / REPORT_FILE)
         data = load_data(base, progress=not args.no_progress)
         for label, cfg in runs:
             run_dir = out / ("sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}")
@@ -63,9 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     report = None if args.no_checks else _checks_and_report(rows, out, args)
     print(f"\nsynth-nmnist, {base.epochs} epochs, beta={base.beta:g}, lam={base.lam:g}, T={base.T} "
           f"(test split, {len(data.test)} samples)")
@@ -80,25 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _checks_and_report(rows: list[dict], out: Path, args) -> Path | None:
-    """checks.all on each final checkpoint, then one report for both runs; returns its path."""
-    from checks.all import main as checks_main
+    """Every check on each final checkpoint (checks.json in its run folder), then one report for both runs."""
+    import checks
     from reports.build import build_report
+    from runfolder import CHECKS_FILE, write_json
+    from sast.checkpoint import CheckpointError
 
     for r in rows:
         print(f"checks on {r['run_dir']}", file=sys.stderr)
-        code = checks_main(["--model", str(r["run_dir"] / "ckpt.pt"), "--device", args.device, "--no-progress"])
-        if code == 2:
-            print(f"warning: the checks could not run on {r['run_dir']}", file=sys.stderr)
+        try:
+            loaded = checks.load_checkpoint(r["run_dir"] / "ckpt.pt", device=args.device)
+            results = checks.run_all(loaded, list(checks.CHECKS), progress=False)
+        except (ValueError, OSError, CheckpointError) as e:
+            print(f"warning: the checks could not run on {r['run_dir']}: {e}", file=sys.stderr)
             continue
-        import json
-
-        checks = json.loads((r["run_dir"] / "checks.json").read_text())
-        r["verdicts"] = {c["id"]: c["status"] for c in checks}
+        print(checks.format_results(results))
+        write_json(r["run_dir"] / CHECKS_FILE, [c.to_json() for c in results])
+        r["verdicts"] = {c.id: c.status for c in results}
     return build_report([r["run_dir"] for r in rows], out / "report.html")
 
 
 def _seconds_per_epoch(run_dir: Path) -> float:
-    from sast.runlog import read_jsonl
+    from runfolder import read_jsonl
 
     secs = [r["seconds"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("kind") == "eval"]
     return sum(secs) / len(secs) if secs else float("nan")

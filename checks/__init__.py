@@ -16,7 +16,7 @@ The public surface:
   command line);
 - :class:`CheckResult`, :func:`make_result`: the record every check returns;
 - :func:`run_all` and :data:`CHECKS` (module name -> statement IDs): every check on a
-  loaded checkpoint;
+  loaded checkpoint; :func:`format_results`, their verdict table as text;
 - :class:`Monitor`, :class:`Quantity`, :class:`Check` and :data:`PRESETS`: the live monitor
   that ``python -m sast.train --monitor PRESET`` wires into training.
 
@@ -37,6 +37,7 @@ _EXPORTS = {
     "make_result": "checks._result",
     "CHECKS": "checks.all",
     "run_all": "checks.all",
+    "format_results": "checks._cli",
     "Check": "checks.monitor",
     "Monitor": "checks.monitor",
     "PRESETS": "checks.monitor",

@@ -78,3 +78,40 @@ def test_quick_preset_in_full(tmp_path, dataset, capsys):
     res = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in res["table"]} == {"hfsb", "sf", "sf-matched", "sast"}
     assert all(not r["violated_checks"] for r in res["table"]), res["table"]
+
+
+def test_grid_two_settings_two_seeds_in_parallel(tmp_path, cache_dir, capsys):
+    out = tmp_path / "grid"
+    args = ["grid", "--dataset", "synth-nmnist", "--set", "beta=0.5,2", "--set", "rho=0,0.3", "--seeds", "2",
+            "--checks", "none", "--no-corruptions", "--jobs", "2", "--out", str(out), "--cache-dir", cache_dir,
+            "--limit", "200", "--layers", "dense:16", "--epochs", "1", "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "16/16 runs done" in captured.err and "left" in captured.err
+    assert "paired differences" in captured.out
+    res = json.loads((out / "results.json").read_text())
+    assert [(r["setting"], r["method"]) for r in res["table"]] == [
+        (s, m) for s in ("beta=0.5", "beta=2") for m in ("hfsb", "sf", "sf-matched", "sast")]
+    assert all(r["seeds"] == 2 for r in res["table"])
+    pairs = [p for p in res["paired"] if p["field"] == "hard_acc"]
+    assert {(p["setting"], p["control"]) for p in pairs} == {(s, c) for s in ("beta=0.5", "beta=2")
+                                                            for c in ("sf", "sf-matched")}
+    assert all(p["seeds"] == [0, 1] and p["n"] == 2 for p in pairs)
+    row = res["rows"][0]
+    assert {"attribution", "margins", "input_grad_norm_mean", "margins_over_epochs"} <= set(row)
+    assert (out / "beta=2" / "sast-rho0.3-s1" / "evaluation.json").exists()
+    assert (out / "paired.csv").read_text().startswith("setting,rho,control,field")
+    with (out / "results.csv").open() as f:
+        assert [r["beta"] for r in csv.DictReader(f)][:1] == ["0.5"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "bta=1"], "did you mean 'beta'"),
+    (["--set", "epochs=3"], "--epochs"),
+    (["--checks", "al"], "did you mean 'all'"),
+    (["--set", "rho=0.3", "--rhos", "0.1"], "once"),
+])
+def test_grid_bad_input(tmp_path, capsys, extra, message):
+    assert main(["grid", "--out", str(tmp_path / "g"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
