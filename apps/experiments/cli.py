@@ -22,6 +22,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from runfolder import EVALUATION_FILE, write_json
+from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, guard, write_json
 
 from apps.experiments import evaluation, stats, tables
 from apps.experiments.plan import RunSpec, format_value, parse_axes, plan_runs, settings_product, train_config
@@ -131,14 +132,35 @@ def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
             tick(spec)
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
             futures = {pool.submit(run_one, str(out), s, base, epochs, severities, monitor, device, checks, False,
                                    threads): s for s in todo}
             for fut in as_completed(futures):
                 spec = futures[fut]
                 rows[spec] = fut.result()
                 tick(spec)
+        except BaseException:
+            # stopped (an error, Ctrl-C, SIGTERM): no worker may go on writing a run folder unattended
+            _stop_workers(pool)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            pool.shutdown(wait=True, cancel_futures=True)
     return [rows[s] for s in specs]
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's worker processes now (a run they were training resumes from its checkpoint)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def analyse(rows: list[dict[str, Any]], axes: dict[str, list[Any]], meta: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="rho-sweep presets:\n" + "\n".join(f"  {k}: {v.description}" for k, v in PRESETS.items())
         + "\n\ngrid: --set NAME=V1,V2 for any TrainConfig field (layers: layers joined by '+', e.g. "
         "--set layers=dense:256,dense:256+dense:128); rho is the SAST axis (0 is SF).\n"
-        "\nExit codes: 0 done, 2 bad input, 3 a training run diverged.")
+        "\n" + EXIT_CODES_EPILOG)
     p.add_argument("experiment", help=" | ".join(EXPERIMENTS))
     p.add_argument("--dataset", default="synth-nmnist", help=", ".join(DATASETS))
     p.add_argument("--preset", default="quick", help="rho-sweep only: " + ", ".join(PRESETS))
@@ -207,11 +229,12 @@ def _choose(value: str, known: Sequence[str], what: str) -> str:
     return value
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     from sast.train import TrainConfig, TrainingDiverged, load_data
 
     args = build_parser().parse_args(argv)
-    try:
+    try:  # other bad input (settings, an unusable --out, the file system) is the boundary's: one line, exit 2
         _choose(args.experiment, EXPERIMENTS, "experiment")
         _choose(args.dataset, DATASETS, "dataset")
         _choose(args.checks, evaluation.CHECK_MODES, "--checks mode")
@@ -260,9 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     results = analyse(rows, axes, {**meta, "seconds": time.perf_counter() - t0})
     tables.write_tables(out, results)
     report = write_report(out, rows)

@@ -115,3 +115,34 @@ def test_grid_bad_input(tmp_path, capsys, extra, message):
     assert main(["grid", "--out", str(tmp_path / "g"), *TINY, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_stopped_grid_leaves_no_worker_writing(tmp_path, cache_dir):
+    """SIGTERM to a parallel grid stops its worker processes too: no run folder changes afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "sast.experiments", "grid", "--set", "rho=0,0.3", "--seeds", "2", "--checks", "none",
+           "--no-corruptions", "--jobs", "2", "--out", str(out), "--cache-dir", cache_dir, "--limit", "200",
+           "--layers", "dense:16", "--epochs", "40", "--no-progress"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    started = 0
+    for line in proc.stderr:  # wait until both workers are training
+        started += "training ->" in line
+        if started == 2:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode not in (0, 1)
+
+    def snapshot():
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    time.sleep(3.0)
+    assert snapshot() == before, "a worker went on writing after the grid was stopped"
