@@ -27,9 +27,6 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.flo
 
 _BAD_SPLIT = "split must be one of {allowed}, got {got!r} (train is the training split less validation)"
 _BAD_DTYPE = "dtype must be one of {allowed}, got {got!r}"
-_BAD_DEVICE = "device {got!r} is not a torch device ({why}); use cpu, cuda or cuda:N"
-_NO_CUDA = "device {got!r}: CUDA is not available on this machine; use cpu (--device cpu)"
-_UNUSABLE_DEVICE = "device {got!r} cannot be used on this machine ({why}); use cpu (--device cpu)"
 _NO_DATA = ("the checkpoint {path} does not say which data set it was trained on (no train_config); "
             "pass data=NAME (--data NAME)")
 _SHAPE_MISMATCH = ("data set {name!r} has input shape {got}, the model expects {want}; "
@@ -77,18 +74,14 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device that this machine has; CheckInputError (one line) otherwise."""
+    """``device`` as a torch device that this machine has (:func:`sast.inference.resolve_device`, tried with an
+    empty tensor); CheckInputError (one line) otherwise."""
+    from sast.inference import resolve_device as resolve
+
     try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise CheckInputError(_BAD_DEVICE.format(got=str(device), why=str(e).splitlines()[0])) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CheckInputError(_NO_CUDA.format(got=str(device)))
-    try:
-        torch.empty(0, device=dev)  # an index past the last GPU, a backend this build lacks
-    except (RuntimeError, AssertionError) as e:
-        raise CheckInputError(_UNUSABLE_DEVICE.format(got=str(device), why=str(e).splitlines()[0])) from None
-    return dev
+        return resolve(device, try_allocation=True)
+    except ValueError as e:
+        raise CheckInputError(str(e)) from None
 
 
 def checkpoint_rho(ckpt: dict[str, Any]) -> tuple[float | None, str]:

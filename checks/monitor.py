@@ -21,11 +21,14 @@ root) wires it in, so ``sast`` never imports ``checks``. Following cockpit's mod
       {"kind": "check", "step", "epoch", "result": CheckResult.to_json()}
 
   plus one ``{"kind": "monitor", "event": "start", "preset", "quantities", "probe"}``
-  record when training starts (or resumes) and ``{"kind": "monitor", "event": "end",
-  "seconds", ...}`` when it ends. Step records carry the epoch in progress (as
-  ``train`` records do), epoch-end records the number of finished epochs (as ``eval``
-  records do). A quantity that raises is recorded as ``{"kind": "monitor_error", "id",
-  "error"}`` and training goes on (``strict=True`` re-raises, for tests).
+  record when training starts and ``{"kind": "monitor", "event": "end", "seconds", ...}``
+  when it ends. On resume the monitor takes its counters from the checkpoint
+  (:meth:`Monitor.load_state_dict`) and logs no second start, so the log of a resumed run
+  equals the uninterrupted run's, record for record (timings aside). Step records carry
+  the epoch in progress (as ``train`` records do), epoch-end records the number of
+  finished epochs (as ``eval`` records do). A quantity that raises is recorded as
+  ``{"kind": "monitor_error", "id", "error"}`` and training goes on (``strict=True``
+  re-raises, for tests).
 
 Presets are named lists of quantities (:data:`PRESETS`): ``off``, ``default``, ``full``.
 
@@ -322,6 +325,10 @@ def draw_probe(split: Any, size: int = PROBE_SIZE,
     return split.frames[idx].float(), split.labels[idx].clone(), idx.tolist()
 
 
+STATE_TAG = "checks.monitor"
+"""Marks a monitor's state in a checkpoint's list of callback states (a stable name, not a class name)."""
+
+
 class Monitor(Callback):
     """Runs the quantities of a preset (or a given list) on their schedules, logging to the run's metrics.jsonl.
 
@@ -350,6 +357,34 @@ class Monitor(Callback):
         self.seconds_by_id: dict[str, float] = {}
         self.runs_by_id: dict[str, int] = {}
         self.errors = 0
+        self.continued = False  # resumed from a checkpoint that saved this monitor's state
+
+    # -- resume (sast.callbacks.Callback.state_dict): a resumed run logs what the uninterrupted one would
+
+    def _signature(self) -> dict[str, Any]:
+        """What must not change across a resume for the counters to go on (quantities without their code's repr)."""
+        return {"preset": self.preset, "probe_size": self.probe_size, "probe_seed": self.probe_seed,
+                "quantities": [{k: v for k, v in q.describe().items() if k != "compute"} for q in self.quantities]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"callback": STATE_TAG, "signature": self._signature(), "seconds": self.seconds,
+                "seconds_by_id": dict(self.seconds_by_id), "runs_by_id": dict(self.runs_by_id), "errors": self.errors}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the counters of the run being resumed, and log no second "start" record.
+
+        A state of another callback, or of a monitor with other quantities, is ignored:
+        this monitor then starts afresh and logs its start (the change is on record).
+        """
+        if not isinstance(state, dict) or state.get("callback") != STATE_TAG:
+            return
+        if state.get("signature") != self._signature():
+            return
+        self.seconds = float(state.get("seconds", 0.0))
+        self.seconds_by_id = {str(k): float(v) for k, v in state.get("seconds_by_id", {}).items()}
+        self.runs_by_id = {str(k): int(v) for k, v in state.get("runs_by_id", {}).items()}
+        self.errors = int(state.get("errors", 0))
+        self.continued = True
 
     # -- hooks
 
@@ -361,9 +396,10 @@ class Monitor(Callback):
         device = next(run.model.parameters()).device
         x, y, idx = draw_probe(run.data.train, self.probe_size, self.probe_seed)
         self.probe, self.probe_indices = (x.to(device, dtype), y.to(device)), idx
-        run.log.log({"kind": "monitor", "event": "start", "step": run.step, "epoch": run.epoch, "preset": self.preset,
-                     "quantities": [q.describe() for q in self.quantities],
-                     "probe": {"split": "train", "size": len(idx), "seed": self.probe_seed, "indices": idx}})
+        if not self.continued:  # a resumed run's start record is the one the log already holds
+            run.log.log({"kind": "monitor", "event": "start", "step": run.step, "epoch": run.epoch,
+                         "preset": self.preset, "quantities": [q.describe() for q in self.quantities],
+                         "probe": {"split": "train", "size": len(idx), "seed": self.probe_seed, "indices": idx}})
         self.seconds += time.perf_counter() - t0
         if run.step == 0:  # on resume, the records of the checkpoint's step are already in the log
             self._due(run, "step", 0)

@@ -11,7 +11,9 @@ those three must agree on, and nothing else:
 - the schema version of a check record;
 - conversion to plain JSON (:func:`plain`), atomic writing (:func:`atomic_write_text`,
   :func:`atomic_write_bytes`, :func:`write_json`) and lenient reading
-  (:func:`read_json`, :func:`read_jsonl`, :func:`read_jsonl_lines`).
+  (:func:`read_json`, :func:`read_jsonl`, :func:`read_jsonl_lines`);
+- the exit codes of every command line and their one error boundary, :func:`guard`
+  (:mod:`runfolder.exits`).
 
 It imports the standard library only, so every layer (theory included) may use it and
 a report can be built without the model stack.
@@ -28,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from runfolder.exits import (EXIT_BAD_INPUT, EXIT_CODES_EPILOG, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_INTERRUPTED,
+                             EXIT_OK, EXIT_VIOLATED, INPUT_ERRORS, check_writable, describe, guard)
+
 # ----------------------------------------------------------------------------- files and records
 
 CONFIG_FILE = "config.json"
@@ -37,6 +42,12 @@ EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_FILE = "ckpt.pt"
 BEST_FILE = "best.pt"
 REPORT_FILE = "report.html"
+LOCK_FILE = "train.lock"
+"""Held (``fcntl.flock``) by the one trainer writing the folder; it holds that trainer's pid, host and start
+time as JSON, and is removed when the trainer ends (:mod:`runfolder.lock`)."""
+RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, CHECKS_FILE, EVALUATION_FILE, CHECKPOINT_FILE, BEST_FILE,
+                              REPORT_FILE)
+"""Every file a run folder may hold (the lock aside)."""
 
 RECORD_KINDS: tuple[str, ...] = ("train", "eval", "probe", "check", "monitor", "monitor_error", "margins", "error")
 """The ``kind`` of a metrics.jsonl record: training loss, per-epoch evaluation, the live
@@ -177,10 +188,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[IO[bytes]]
 
     A crash at any point leaves either the old file or the new one, never a mix; the
     temporary file is removed on failure. The file gets the umask's mode, as a plain
-    ``open`` would give it.
+    ``open`` would give it. An OSError of the writing itself (a full disk, a read-only or
+    missing folder, a folder in the way) names ``path``, not the temporary file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, path, prefix) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -188,9 +204,32 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[IO[bytes]]
             os.fsync(f.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(e, path, prefix) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(err: OSError, path: Path, prefix: str) -> OSError:
+    """``err`` naming ``path`` where it named the temporary file (or nothing); unchanged otherwise."""
+    named = err.filename
+    ours = named is None or (Path(os.fsdecode(named)).parent == path.parent
+                             and Path(os.fsdecode(named)).name.startswith(prefix))
+    if not ours or err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), os.fspath(path))  # the subclass of its errno
+
+
+def temp_files(folder: str | os.PathLike[str], names: tuple[str, ...] = RUN_FILES) -> list[Path]:
+    """The temporary files that :func:`atomic_write_bytes` left in ``folder`` for ``names`` (``.NAME.*.tmp``).
+
+    A writer removes its own on failure; those found here were left by a process killed
+    mid-write (or belong to a write in progress: only their writer's owner may remove them).
+    """
+    folder = Path(folder)
+    return sorted(p for name in names for p in folder.glob(f".{name}.*.tmp") if p.is_file())
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -268,8 +307,11 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 
 __all__ = [
     "ASSUMPTION_FAILS", "BEST_FILE", "CHECKPOINT_FILE", "CHECKS_FILE", "CONFIG_FILE", "EVALUATION_FILE", "HOLDS",
-    "JsonLines", "METRICS_FILE", "NOT_APPLICABLE", "RECORD_KINDS", "REPORT_FILE", "SCHEMA_VERSION", "STATEMENT_IDS",
-    "STATEMENT_NAMES", "STATUSES", "VERDICT_IDS", "VIOLATED", "Verdict", "atomic_write_bytes", "atomic_write_text",
+    "EXIT_BAD_INPUT", "EXIT_CODES_EPILOG", "EXIT_DIVERGED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK",
+    "EXIT_VIOLATED", "INPUT_ERRORS", "check_writable", "describe", "guard",
+    "JsonLines", "LOCK_FILE", "METRICS_FILE", "NOT_APPLICABLE", "RECORD_KINDS", "REPORT_FILE", "RUN_FILES",
+    "SCHEMA_VERSION", "STATEMENT_IDS", "STATEMENT_NAMES", "STATUSES", "VERDICT_IDS", "VIOLATED", "Verdict",
+    "atomic_write_bytes", "atomic_write_text",
     "derive_status", "dumps", "file_mode", "plain", "read_json", "read_jsonl", "read_jsonl_lines",
-    "statement_sort_key", "status_from_holds", "write_json",
+    "statement_sort_key", "status_from_holds", "temp_files", "write_json",
 ]

@@ -1,8 +1,10 @@
 """The training loop's callback protocol (DESIGN.md: the loop takes callbacks; the monitor is one).
 
 A :class:`Callback` is told when training starts, after every optimisation step, at the
-end of every epoch (after evaluation and checkpointing) and when training ends. It sees
-the live :class:`sast.train.Run` (model, optimizer, data, log, counters). Higher layers
+end of every epoch (after evaluation, before the epoch's checkpoint is written) and when
+training ends. It sees the live :class:`sast.train.Run` (model, optimizer, data, log,
+counters). Its :meth:`~Callback.state_dict` is saved with each checkpoint and handed back
+on resume, so a resumed run logs what the uninterrupted one would. Higher layers
 (``checks.monitor``) implement it; ``sast`` never imports them.
 """
 
@@ -25,3 +27,13 @@ class Callback:
     def on_epoch_end(self, run: "Run", record: dict[str, Any]) -> None: ...
 
     def on_train_end(self, run: "Run") -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (numbers, strings, lists, dicts) saved with every checkpoint, after ``on_epoch_end``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On ``--resume``: the state this callback's place in the list saved with the checkpoint.
+
+        It may come from another callback (the list changed between runs): check it is your own.
+        """

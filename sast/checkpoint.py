@@ -10,6 +10,7 @@ file, fsync, os.replace; the umask's mode).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -43,7 +44,10 @@ def save(path: str | Path, model: nn.Module, **state: Any) -> None:
     payload.update(state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    buffer = io.BytesIO()  # serialised first: a full disk then raises OSError (naming the file), not torch's error
+    torch.save(payload, buffer)
+    data = buffer.getbuffer()
+    atomic_write_bytes(path, lambda f: f.write(data))
     _sync_dir(path.parent)
 
 
@@ -64,7 +68,11 @@ def _sync_dir(folder: Path) -> None:
 def read(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and validate a checkpoint's plain data (no model is built)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; pass the ckpt.pt or best.pt in it")
     if not path.is_file():
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: a symbolic link to nothing (broken, or a loop); point it at a checkpoint")
         raise CheckpointError(f"{path}: no such checkpoint file")
     with path.open("rb") as f:
         magic = f.read(len(ZIP_MAGIC))
@@ -99,6 +107,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
     from sast.model import SNN, SNNConfig
 
     ckpt = read(path, map_location)
+    check_finite(ckpt, path)
     try:
         model = SNN(SNNConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
@@ -107,3 +116,34 @@ def load(path: str | Path, map_location: str | torch.device = "cpu"):
         raise CheckpointError(f"{path}: model config or weights do not fit: {first[:200]}") from None
     model.eval()
     return model.to(map_location), ckpt
+
+
+SHOWN_NAMES = 5  # tensor names listed in a one-line error before "and N more"
+
+
+def check_finite(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise CheckpointError naming the model tensors of ``ckpt`` that hold NaN or infinite values.
+
+    A model with such weights predicts nothing meaningful, and every check on it would
+    report numbers of no meaning (or fail inside a norm); evaluation, the checks and
+    ``--resume`` refuse it with one line instead.
+    """
+    weights = ckpt.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: the checkpoint's 'model' entry is not a state dict of tensors")
+    bad = [name for name, t in weights.items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - SHOWN_NAMES} more" if len(bad) > SHOWN_NAMES else ""
+        raise CheckpointError(f"{path}: non-finite values in model tensors {', '.join(bad[:SHOWN_NAMES])}{more} "
+                              "(NaN or infinity: a diverged or damaged run); use an earlier checkpoint (best.pt?) "
+                              "or train again")
+
+
+def require(ckpt: dict[str, Any], path: str | Path, keys: tuple[str, ...], purpose: str) -> None:
+    """Raise CheckpointError naming the file and every entry of ``keys`` that ``ckpt`` lacks for ``purpose``."""
+    missing = [k for k in keys if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: cannot {purpose}: the checkpoint lacks {', '.join(missing)} "
+                              "(it was not written by python -m sast.train, or is from an older version); "
+                              "start a new run folder instead")

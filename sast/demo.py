@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from runfolder import guard
 
+
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     from apps.demo import main as run
 

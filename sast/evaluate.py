@@ -3,21 +3,21 @@
     python -m sast.evaluate --model runs/demo/sf/ckpt.pt
 
 Prints a table and writes JSON (``evaluation.json`` beside the checkpoint, or --json).
-Exit codes: 0 done, 2 bad input (one line on stderr).
+Exit codes (:mod:`runfolder.exits`): 0 done, 2 bad input or an unusable file (one line on
+stderr naming it), 70 an internal error.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from runfolder import EVALUATION_FILE
-from sast.inference import EVAL_BATCH, accuracy_and_loss, predict_logits
+from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, check_writable, guard
+from sast.inference import EVAL_BATCH, accuracy_and_loss, predict_logits, resolve_device
 
 __all__ = ["EVAL_BATCH", "accuracy_and_loss", "checkpoint_split", "format_table", "main", "predict_logits"]
 
@@ -66,36 +66,33 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     from sast import checkpoint
     from sast.runlog import write_json
     from sast.transfer import diagnostics
 
     p = argparse.ArgumentParser(prog="python -m sast.evaluate", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_EPILOG)
     p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
     p.add_argument("--data", default=None, help="data set name (default: the one the model was trained on)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
     p.add_argument("--split", default="test", help="train (less the validation part), val or test")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--json", default=None, help="write JSON here (default: evaluation.json beside the checkpoint)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
-        model, ckpt = checkpoint.load(args.model)
-        frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, limit=args.limit,
-                                          cache_dir=args.cache_dir, progress=not args.no_progress)
-        res = diagnostics(model, frames, labels, device=args.device)
-    except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # bad input (a bad device, checkpoint or output path, an unusable file system) is the boundary's: one line, exit 2
+    device = resolve_device(args.device, try_allocation=True)
+    model, ckpt = checkpoint.load(args.model)
+    out = check_writable(args.json if args.json else Path(args.model).parent / EVALUATION_FILE)
+    frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, limit=args.limit,
+                                      cache_dir=args.cache_dir, progress=not args.no_progress)
+    res = diagnostics(model, frames, labels, device=str(device))
     res = {"model": str(args.model), "split": args.split, "data": args.data or ckpt.get("train_config", {}).get("data"),
            **res}
-    out = Path(args.json) if args.json else Path(args.model).parent / EVALUATION_FILE
     write_json(out, res)
     print(f"{res['data']} {args.split} split, {res['n']} samples, {args.model}")
     print(format_table(res))

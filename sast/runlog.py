@@ -27,28 +27,58 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``, one JSON object a line, flushed per line."""
+    """Appends records to ``metrics.jsonl``, one JSON object a line, flushed per line.
+
+    ``records`` counts the records the file holds (those found on opening and those
+    logged since): a checkpoint stores it, so that resuming cuts the log back to exactly
+    the records written before that checkpoint (:meth:`truncate_after`).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = len(runfolder.read_jsonl_lines(self.path).records)
         self._f = self.path.open("a", encoding="utf-8")
 
     def log(self, record: dict[str, Any]) -> None:
         self._f.write(dumps(record) + "\n")
         self._f.flush()
+        self.records += 1
 
     def close(self) -> None:
         self._f.close()
 
     @staticmethod
-    def truncate_after(path: str | Path, step: int) -> None:
-        """Keep only complete records whose step is <= ``step`` (used when resuming)."""
+    def truncate_after(path: str | Path, step: int, records: int | None = None) -> int:
+        """Keep the complete records whose step is <= ``step``, and of them the first ``records`` if given.
+
+        Used when resuming: ``records`` is the count a checkpoint stored (:attr:`records`),
+        which also drops what was logged at the checkpoint's step after it was written
+        (the end-of-training records of a finished run that is resumed for more epochs).
+        Lines that are not JSON objects (truncated, invalid UTF-8) or carry no whole
+        ``step`` are dropped, with a note on stderr naming the file. Returns the number of
+        records kept.
+        """
         path = Path(path)
         if not path.exists():
-            return
-        kept = [dumps(r) for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+            return 0
+        lines = runfolder.read_jsonl_lines(path)
+        kept, stepless = [], 0
+        for r in lines.records:
+            s = r.get("step", 0)
+            if isinstance(s, bool) or not isinstance(s, int):
+                stepless += 1
+                continue
+            if s <= step:
+                kept.append(dumps(r))
+        if records is not None:
+            kept = kept[: max(records, 0)]
+        bad = len(lines.bad_lines) - (1 if lines.truncated_last else 0) + stepless  # a cut last line: a kill
+        if bad > 0:
+            print(f"note: {path}: dropped {bad} unreadable line(s) (not a JSON object, invalid UTF-8 or no whole "
+                  f"step) while cutting the log back to step {step}", file=sys.stderr)
         atomic_write_text(path, "".join(line + "\n" for line in kept))
+        return len(kept)
 
 
 def git_commit() -> str | None:

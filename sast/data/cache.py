@@ -7,10 +7,12 @@ and a hash of all of it, so changing any field (dataset, split, T, clip,
 downsample, duration, seed, limit, generator version, binning version, cache
 format; for a dataset read from files the generator version carries the reader
 version and a signature of the split's files) names another file and never serves stale frames; on loading, the
-stored key is compared with the requested one as well. Files are written to a
-temporary file in the same folder, flushed to disk, and renamed over the final
-name (``os.replace``), so a reader never sees half a file and concurrent
-writers of one entry leave one whole file.
+stored key is compared with the requested one, and the arrays are checked against
+it (dtype, shape, value and label ranges, counts: :func:`entry_problem`): an entry
+that is unreadable or does not fit is reported in one line and rebuilt, never used
+as it is. Files are written to a temporary file in the same folder, flushed to disk,
+and renamed over the final name (``os.replace``), so a reader never sees half a file
+and concurrent writers of one entry leave one whole file.
 
 The cache folder is, in order: the ``cache_dir`` argument, the environment
 variable ``SAST_CACHE``, ``~/.cache/sast``.
@@ -22,15 +24,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import stat
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from runfolder import atomic_write_bytes
 from sast.data.events import BINNING_VERSION
 
 CACHE_ENV = "SAST_CACHE"
@@ -78,26 +81,105 @@ def frame_cache_path(key: FrameKey, cache_dir: str | os.PathLike[str] | None = N
 
 
 def load_frames(
-    key: FrameKey, cache_dir: str | os.PathLike[str] | None = None
+    key: FrameKey,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    frame_shape: tuple[int, int, int, int] | None = None,
+    num_classes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Cached (frames uint8 (N, T, P, H, W), labels int64 (N,), sources int64 (N,)), or None if absent.
 
-    An unreadable file, or one whose stored key differs from ``key``, counts
-    as absent (a note goes to stderr) and is overwritten by the next save.
+    An entry is served only if it holds what ``key`` asks for (:func:`entry_problem`):
+    its stored key, frames of dtype uint8 and shape (N, *frame_shape) (T = key.T when
+    ``frame_shape`` is None) with values in [0, key.clip], N labels in
+    [0, num_classes), N sources >= 0, N <= key.limit. Anything else (an unreadable,
+    empty or truncated file, a folder in the file's place, contents that do not fit)
+    counts as absent: one line on stderr names the file and what is wrong with it, the
+    thing in the way is removed, and the caller rebuilds the entry (written atomically
+    by :func:`save_frames`). A cache folder that cannot be read at all raises a one-line
+    ValueError naming it.
     """
     path = frame_cache_path(key, cache_dir)
-    if not path.is_file():
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        where = path.parent
+        while not os.path.exists(where) and where != where.parent:
+            where = where.parent
+        what = f"a file stands at {where}" if isinstance(err, NotADirectoryError) else f"{err.strerror}: {where}"
+        raise ValueError(
+            f"the frame cache folder {cache_root(cache_dir)} cannot be used ({what}); pass --cache-dir (or set "
+            f"{CACHE_ENV}) to a folder this process can read and write"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        _rebuilding(path, "is not a regular file (a folder or another file type stands in its place)")
+        _remove_in_the_way(path)
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["key"]) != key.to_json():
-                print(f"sast.data: cache file {path} holds another key; rebuilding it", file=sys.stderr)
+                _rebuilding(path, "holds another key")
                 return None
             frames, labels, sources = data["frames"], data["labels"], data["sources"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        print(f"sast.data: cache file {path} is unreadable ({err}); rebuilding it", file=sys.stderr)
+    except Exception as err:  # any failure to read it (EOFError, BadZipFile, zlib, pickle refused, ...) means rebuild
+        _rebuilding(path, f"is unreadable ({type(err).__name__}: {_one_line(err)})")
+        return None
+    problem = entry_problem(key, frames, labels, sources, frame_shape=frame_shape, num_classes=num_classes)
+    if problem is not None:
+        _rebuilding(path, f"does not hold what its key asks for ({problem})")
         return None
     return torch.from_numpy(frames), torch.from_numpy(labels), torch.from_numpy(sources)
+
+
+def entry_problem(
+    key: FrameKey,
+    frames: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    *,
+    frame_shape: tuple[int, int, int, int] | None = None,
+    num_classes: int | None = None,
+) -> str | None:
+    """What is wrong with a cache entry's arrays for ``key`` (see :func:`load_frames`), or None if nothing."""
+    if frames.dtype != np.uint8 or frames.ndim != 5:
+        return f"frames of dtype {frames.dtype} and shape {frames.shape}, expected uint8 (N, T, P, H, W)"
+    want = tuple(frame_shape) if frame_shape is not None else (key.T,) + frames.shape[2:]
+    if frames.shape[1:] != want:
+        return f"frames of shape {frames.shape[1:]} per sample, expected {want}"
+    n = frames.shape[0]
+    for name, arr in (("labels", labels), ("sources", sources)):
+        if arr.dtype != np.int64 or arr.shape != (n,):
+            return f"{name} of dtype {arr.dtype} and shape {arr.shape} for {n} frames, expected int64 ({n},)"
+    if key.limit is not None and n > key.limit:
+        return f"{n} samples, more than the key's limit {key.limit}"
+    if n == 0:
+        return None
+    if int(frames.max()) > key.clip:
+        return f"frame values up to {int(frames.max())}, above the key's clip {key.clip}"
+    if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
+        top = "" if num_classes is None else f" to {num_classes - 1}"
+        return f"labels in [{labels.min()}, {labels.max()}], expected 0{top}"
+    if sources.min() < 0:
+        return f"negative sources ({sources.min()})"
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
+def _rebuilding(path: Path, why: str) -> None:
+    print(f"sast.data: cache file {path} {why}; rebuilding it", file=sys.stderr)
+
+
+def _remove_in_the_way(path: Path) -> None:
+    """Remove what stands at a cache file's path (a folder of that name is junk inside the cache)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def save_frames(
@@ -107,25 +189,27 @@ def save_frames(
     sources: np.ndarray,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write frames (uint8), labels and sources for ``key`` atomically; returns the file's path."""
+    """Write frames (uint8), labels and sources for ``key`` atomically; returns the file's path.
+
+    Whatever stands at the path is replaced (a folder of that name is removed first).
+    The file gets the umask's mode (:func:`runfolder.atomic_write_bytes`); an OSError
+    names the file.
+    """
     if frames.dtype != np.uint8:
         raise ValueError(f"cached frames must be uint8 (clipped counts), got {frames.dtype}")
     path = frame_cache_path(key, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                frames=frames,
-                labels=np.asarray(labels, dtype=np.int64),
-                sources=np.asarray(sources, dtype=np.int64),
-                key=np.array(key.to_json()),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.is_dir() and not path.is_symlink():
+        _remove_in_the_way(path)
+
+    def write(f) -> None:
+        np.savez_compressed(
+            f,
+            frames=frames,
+            labels=np.asarray(labels, dtype=np.int64),
+            sources=np.asarray(sources, dtype=np.int64),
+            key=np.array(key.to_json()),
+        )
+
+    atomic_write_bytes(path, write)
     return path

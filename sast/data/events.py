@@ -63,6 +63,7 @@ BINNING_VERSION = 1
 """Bumped whenever ``to_frames`` changes what it computes, so caches rebuild."""
 
 _REQUIRED_FIELDS = ("x", "y", "t", "p")
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 SPLITS = ("train", "test")
 """The splits every dataset has."""
@@ -144,6 +145,10 @@ def time_bins(
     t = np.asarray(t, dtype=np.int64)
     if len(t) == 0:
         return np.zeros(0, dtype=np.int64), None
+    window = int(t.max()) - int(t.min()) if duration is None else int(duration)  # Python ints: no overflow here
+    if window > _INT64_MAX // n_time_bins:
+        raise ValueError(f"a time window of {window} us split into {n_time_bins} bins overflows 64-bit integers; "
+                         "timestamps must be microseconds of a recording (check the data's time unit)")
     if duration is None:
         t0 = t.min()
         span = max(int(t.max() - t0), 1)  # one shared timestamp: everything in bin 0

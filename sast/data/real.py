@@ -37,11 +37,22 @@ a subject on one side); ``passes`` the session of the user (DVS Gesture).
 The frame cache key includes ``READER_VERSION`` and ``split_signature``: the
 resolved split folder and every file's relative path, size and modification
 time, so adding, removing or rewriting a file never serves stale frames.
+
+A recording that cannot be read or holds impossible values (a .npy whose header
+claims more data than the file holds, pixels off the sensor, polarities other than
+0/1 or -1/1, timestamps negative or beyond :data:`MAX_TIMESTAMP_US`) stops the run
+with a one-line ValueError naming the file (exit 2 on the command line); it is never
+skipped, since a skipped recording would silently change the split (its labels,
+subjects and validation part) that the frame cache and every result stand for. Fix or
+remove the file and run again. Every check happens before any arithmetic that could
+overflow, and before any large allocation: a .npy header is checked against the
+file's size before its data are read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import sys
@@ -74,10 +85,14 @@ DVSGESTURE_NUM_CLASSES = 11
 DVSGESTURE_COLUMNS = ("x", "y", "p", "t_ms")
 """Columns of tonic's preprocessed .npy arrays (its DVSGesture.dtype ordering x, y, p, t)."""
 US_PER_MS = 1000
+MAX_TIMESTAMP_US = 2**40
+"""The largest timestamp accepted (about 12.7 days; real recordings last seconds): binning computes
+t * T in int64 (sast.data.events.time_bins), which cannot overflow below this for any T under 2**22."""
 SIGNATURE_CHARS = 16  # 64 bits of SHA-256, as the cache's own key hash
 _USER_FOLDER = re.compile(r"^user(\d+)_(.+)$")
 _DIGIT_FOLDER = re.compile(r"^[0-9]$")
 _LABEL_FILE = re.compile(r"^(\d+)\.npy$")
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz archive
 
 _TONIC_NMNIST_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 """The dtype we ask tonic's reader for (wide integers: we check ranges before narrowing)."""
@@ -140,6 +155,11 @@ def read_nmnist_file(path: str | os.PathLike[str]) -> np.ndarray:
             f"{path}: pixels up to x={raw['x'].max()}, y={raw['y'].max()} lie outside N-MNIST's {w}x{h} sensor; "
             "this is not an N-MNIST .bin file"
         )
+    if len(raw) and (raw["t"].min() < 0 or raw["t"].max() > MAX_TIMESTAMP_US):
+        raise ValueError(
+            f"{path}: timestamps in [{raw['t'].min()}, {raw['t'].max()}] us lie outside [0, {MAX_TIMESTAMP_US}]; "
+            "this is not an N-MNIST .bin file"
+        )
     return make_events(raw["x"], raw["y"], raw["t"], raw["p"])
 
 
@@ -152,6 +172,7 @@ def read_dvsgesture_file(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     expected = "an array (N, 4) of x, y, p, t[ms] (tonic's preprocessed DVS Gesture); extract it again"
+    check_npy_size(path, expected)
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -174,14 +195,52 @@ def read_dvsgesture_file(path: str | os.PathLike[str]) -> np.ndarray:
             f"{path}: pixels must be whole numbers inside the {w}x{h} sensor, got x in [{x.min()}, {x.max()}], "
             f"y in [{y.min()}, {y.max()}]; expected {expected}"
         )
-    if not np.isin(p, (0, 1)).all():
+    if not (np.isin(p, (0, 1)).all() or np.isin(p, (-1, 1)).all()):
         raise ValueError(
-            f"{path}: polarities must be 0 or 1, got values in [{p.min()}, {p.max()}]; expected {expected}"
+            f"{path}: polarities must be 0 or 1 (or -1 and 1), got values in [{p.min()}, {p.max()}]; "
+            f"expected {expected}"
         )
     if t_ms.min() < 0:
         raise ValueError(f"{path}: negative timestamps ({t_ms.min()} ms); expected {expected}")
+    if t_ms.max() > MAX_TIMESTAMP_US // US_PER_MS:  # checked before scaling: t * 1000 must not overflow int64
+        raise ValueError(f"{path}: timestamps up to {t_ms.max():.6g} ms, beyond {MAX_TIMESTAMP_US // US_PER_MS} ms "
+                         f"(about 12.7 days); expected {expected}")
     t_us = np.rint(t_ms.astype(np.float64) * US_PER_MS).astype(np.int64)
-    return make_events(x.astype(np.int16), y.astype(np.int16), t_us, p.astype(np.int8))
+    return make_events(x.astype(np.int16), y.astype(np.int16), t_us, (p > 0).astype(np.int8))
+
+
+def check_npy_size(path: Path, expected: str) -> None:
+    """Check that a .npy file's header fits its size before any of its data are read (one-line ValueError).
+
+    ``numpy.lib.format`` reads the header (shape, dtype) alone; the data must then take
+    exactly ``prod(shape) * itemsize`` bytes after it. So a header that claims a huge
+    array (numpy would try to allocate it) or a truncated file is refused by name.
+    ``expected`` says what the file should hold. An .npz archive passes (np.load names it).
+    """
+    fmt = np.lib.format
+    try:
+        with path.open("rb") as f:
+            if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+                return
+            f.seek(0)
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):  # 3.0 differs only in the header's text encoding (UTF-8)
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable .npy file ({_one_line(err)}); expected {expected}") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path} is not a readable .npy file (it holds Python objects, dtype {dtype}, which are "
+                         f"never unpickled); expected {expected}")
+    claimed = offset + math.prod(shape) * dtype.itemsize
+    if claimed != size:
+        raise ValueError(f"{path} is not a readable .npy file: its header claims an array of shape {shape} and "
+                         f"dtype {dtype} ({claimed} bytes with the header) but the file has {size} bytes "
+                         f"(truncated or damaged); expected {expected}")
 
 
 # --- layouts ---------------------------------------------------------------------------------------

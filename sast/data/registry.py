@@ -300,7 +300,7 @@ def frame_dataset(
         generator_version=version,
     )
     path = frame_cache_path(key, cache_dir)
-    cached = load_frames(key, cache_dir)
+    cached = load_frames(key, cache_dir, frame_shape=(key.T, p, h, w), num_classes=spec.num_classes)
     if cached is not None:
         return FrameDataset(*cached, spec=spec, split=split, clip=clip_int, cache_path=path)
 

@@ -3,8 +3,9 @@
     python -m sast.train --method sast --rho 0.3
     torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
 
-Exit codes: 0 done, 2 bad input, 3 the loss became NaN or infinite (the last good
-checkpoint is kept). After ``torchrun`` the monitor flag must be spelled
+Exit codes (:mod:`runfolder.exits`): 0 done, 2 bad input or an unusable file (one line
+naming it), 3 the loss became NaN or infinite (the last good checkpoint is kept), 70 an
+internal error (a bug; traceback). After ``torchrun`` the monitor flag must be spelled
 ``--monitor-preset`` (torchrun reads ``--monitor`` as its own ``--monitor-interval``).
 """
 
@@ -15,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sast import checkpoint, distributed
+from runfolder import CONFIG_FILE, EXIT_CODES_EPILOG, LOCK_FILE, INPUT_ERRORS, check_writable, describe, guard
+from sast import distributed
 from sast.callbacks import Callback
 from sast.model import SNNConfig
 from sast.train.config import TrainConfig
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sast.train",
         description="Train one spiking network with HFSB, SF or SAST and write a run folder "
         "(config.json, metrics.jsonl, ckpt.pt, best.pt).",
-        epilog="Exit codes: 0 done, 2 bad input, 3 training diverged (NaN/inf loss; last good checkpoint kept).",
+        epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data", default=d.data, help="dataset name (synth-nmnist, synth-gesture, nmnist, dvsgesture)")
@@ -63,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="frame cache folder (default $SAST_CACHE or ~/.cache/sast)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
     p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt "
+                   "(its log is cut back to that checkpoint). A folder whose run stopped before its first epoch "
+                   "ended has no ckpt.pt: it is started over, with or without --resume (a note says so); --resume "
+                   "on a folder that holds no run is refused. One trainer per folder: a second one exits 2 naming "
+                   "the first one's pid (lock file " + LOCK_FILE + ")")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--monitor", "--monitor-preset", dest="monitor", default="default", help="live theory checks "
                    "on a fixed probe set, logged to metrics.jsonl (checks.monitor presets): default (T6's probe every "
@@ -102,6 +108,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.data}-{cfg.method}{rho}-s{cfg.seed}"
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     main_rank = distributed.env_rank() == 0  # under torchrun all ranks meet the same input errors: one prints
@@ -111,12 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         SNNConfig(input_shape=(1,), layers=["dense:1"], T=cfg.T, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta,
                   reset=cfg.reset)  # neuron constants checked before any data is made
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+        check_writable(run_dir / CONFIG_FILE)  # a file in the way, a read-only parent: said before any data is made
         summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=args.resume,
                         progress=not args.no_progress)
     except TrainingDiverged as e:
         code, error = 3, str(e)
-    except (ValueError, checkpoint.CheckpointError, FileNotFoundError) as e:
-        code, error = 2, str(e)
+    except INPUT_ERRORS as e:  # bad settings, a bad checkpoint, an unusable file system: one line naming it
+        code, error = 2, describe(e)
     else:
         code, error = 0, None
     # every rank gets here at the same point (the stats and errors are shared); a crash elsewhere is torchrun's to stop

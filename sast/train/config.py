@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from sast.inference import resolve_device
 from sast.sam import OPTIMIZERS, SAM_PERTURBATIONS
 
 METHODS = ("hfsb", "sf", "sast")
@@ -35,6 +36,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 VALIDATION_FRACTION = 0.1  # of the training split, held out for best.pt and calibration
 VALIDATION_SEED = 12345  # fixed, so every method and seed shares one validation set
+FLOAT32_SETTINGS = ("lr", "rho", "beta", "theta", "lam", "init_scale")
+"""Float settings that reach float32 tensors: each must be finite there, not only in Python's float64."""
+FLOAT32_MAX = torch.finfo(torch.float32).max
+ADAM_BETA1 = 0.9  # torch.optim.Adam's default, which sast.sam.make_optimizer keeps: Adam's first step is lr/(1-beta1)
 
 
 @dataclass
@@ -87,6 +92,14 @@ class TrainConfig:
             raise bad(f"--rho {self.rho} needs --method sast (method {self.method!r} does no perturbation)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise bad(f"lr must be a finite number > 0, got {self.lr}")
+        for name in FLOAT32_SETTINGS:  # the model and the optimizer compute in float32
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+                raise bad(f"{name} = {value:g} overflows float32, in which training computes (largest "
+                          f"{FLOAT32_MAX:.4g}); give a smaller {name}")
+        if self.optimizer == "adam" and self.lr / (1 - ADAM_BETA1) > FLOAT32_MAX:
+            raise bad(f"lr = {self.lr:g} with adam: its first step lr / (1 - beta1) = {self.lr / (1 - ADAM_BETA1):.4g} "
+                      f"overflows float32 (largest {FLOAT32_MAX:.4g}); give a smaller lr")
         for name in ("batch_size", "epochs", "T", "log_every"):
             if getattr(self, name) < 1:
                 raise bad(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -94,10 +107,7 @@ class TrainConfig:
             raise bad(f"clip (X_inf) must be a whole number from 1 to 255 (frames are uint8), got {self.clip}")
         if self.limit is not None and self.limit * (1 - VALIDATION_FRACTION) < self.batch_size:
             raise bad(f"--limit {self.limit} leaves less than one training batch ({self.batch_size})")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise bad(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise bad(f"unknown device {self.device!r}: expected cpu, cuda or cuda:N")
+        resolve_device(self.device)  # the one check of --device (ValueError, one line)
 
     @property
     def train_mode(self) -> str:

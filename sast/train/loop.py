@@ -2,9 +2,19 @@
 
 The run folder holds config.json, metrics.jsonl (one JSON record a line), ckpt.pt
 (the latest epoch) and best.pt (the best validation accuracy). Training resumes
-from ckpt.pt with ``resume=True`` and then continues exactly as an uninterrupted run.
-A NaN or infinite loss raises :class:`TrainingDiverged` (the last good checkpoint
-is kept).
+from ckpt.pt with ``resume=True`` and then continues exactly as an uninterrupted run:
+the log is cut back to the records written before that checkpoint (it stores their
+count) and the callbacks get their saved state back, so metrics.jsonl equals the
+uninterrupted run's record for record (timings aside). A NaN or infinite loss raises
+:class:`TrainingDiverged` (the last good checkpoint is kept).
+
+One trainer per folder: rank 0 holds ``runfolder.LOCK_FILE`` (:mod:`runfolder.lock`)
+from before it touches the folder until training ends; a second trainer stops with a
+one-line error naming the holder's pid, and the lock of a killed trainer is released
+by the kernel. A folder without ckpt.pt (its run stopped before the first epoch ended)
+is started over, with or without ``resume`` (a note says so); ``resume`` on a folder
+that holds no run at all is refused. Temporary files of interrupted atomic writes are
+removed when a trainer starts.
 
 Data-parallel training (sast.distributed):
 
@@ -42,7 +52,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from runfolder import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
+from runfolder import (BEST_FILE, CHECKPOINT_FILE, CHECKS_FILE, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE,
+                       REPORT_FILE, RUN_FILES, temp_files)
+from runfolder.lock import RunLock
 from sast import checkpoint, distributed
 from sast.callbacks import Callback
 from sast.inference import accuracy_and_loss, predict_logits
@@ -92,11 +104,80 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     return perm[: n_batches * batch_size].view(n_batches, batch_size)
 
 
-def _check_run_dir(run_dir: Path, ckpt_path: Path, resume: bool) -> None:
-    if resume and not ckpt_path.exists():
-        raise ValueError(f"--resume: {ckpt_path} does not exist; start without --resume")
-    if not resume and (run_dir / METRICS_FILE).exists():
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+TRAINER_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE)
+"""The files the trainer writes: no one else writes them while it holds the folder's lock."""
+STALE_FILES = (METRICS_FILE, CONFIG_FILE, BEST_FILE, CHECKS_FILE, EVALUATION_FILE, REPORT_FILE)
+"""What a run that never wrote ckpt.pt may have left: removed when the folder is started over."""
+TEMP_GRACE_S = 3600.0
+"""Another command's leftover temporary file (checks.json, evaluation.json, report.html) is removed only when
+it is older than this: a younger one may belong to a write in progress (the trainer's own are always removed)."""
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Remove the temporary files of atomic writes that a killed process left (runfolder.temp_files)."""
+    now = time.time()
+    removed = []
+    for tmp in temp_files(run_dir, RUN_FILES):
+        ours = any(tmp.name.startswith(f".{name}.") for name in TRAINER_FILES)
+        try:
+            if ours or now - tmp.stat().st_mtime > TEMP_GRACE_S:
+                tmp.unlink()
+                removed.append(tmp.name)
+        except FileNotFoundError:
+            pass
+    if removed:
+        print(f"note: {run_dir}: removed {len(removed)} temporary file(s) left by an interrupted write "
+              f"({', '.join(removed[:3])}{', ...' if len(removed) > 3 else ''})", file=sys.stderr)
+
+
+def _open_run_dir(run_dir: Path, ckpt_path: Path, resume: bool, held: list[RunLock]) -> bool:
+    """Lock ``run_dir`` (appended to ``held``) and decide how to start; returns whether to resume (rank 0's part).
+
+    - another trainer holds the folder: FolderBusy (a ValueError) naming its pid;
+    - ckpt.pt exists: ``resume`` continues it; a fresh start is refused (pass --resume
+      or choose another folder: nothing is overwritten);
+    - no ckpt.pt but files of a run (it stopped before its first epoch ended): started
+      over with a note, with or without --resume (there is nothing to continue from);
+    - ``--resume`` on a folder with no run at all: refused (a mistyped --run-dir).
+    """
+    if resume and not run_dir.is_dir():
+        raise ValueError(f"--resume: {run_dir} does not exist, so there is no run to continue; check --run-dir, or "
+                         "start without --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        _remove_temp_files(run_dir)
+        if ckpt_path.exists():
+            if not resume:
+                raise ValueError(f"{run_dir} already holds a run ({ckpt_path}); pass --resume to continue it or "
+                                 "choose another --run-dir")
+            held.append(lock)
+            return True
+        if resume:
+            if not any((run_dir / name).exists() for name in STALE_FILES):
+                raise ValueError(f"--resume: {ckpt_path} does not exist and {run_dir} holds no run; check --run-dir, "
+                                 "or start without --resume")
+            print(f"note: --resume: {run_dir} has no {CHECKPOINT_FILE} (its run stopped before the first epoch "
+                  "ended), so there is nothing to continue; starting the run over", file=sys.stderr)
+    except BaseException:
+        lock.release()
+        raise
+    held.append(lock)
+    return False
+
+
+def _clear_stale_run(run_dir: Path) -> None:
+    """Remove what a run that never wrote ckpt.pt left (STALE_FILES), with a note naming them."""
+    removed = []
+    for name in STALE_FILES:
+        path = run_dir / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(name)
+    if removed:
+        print(f"note: {run_dir} held a run that stopped before its first epoch ended (no {CHECKPOINT_FILE}); "
+              f"starting it over (removed {', '.join(removed)})", file=sys.stderr)
 
 
 def _load_data_once(cfg: TrainConfig, ctx: distributed.Context, progress: bool) -> Data:
@@ -106,9 +187,14 @@ def _load_data_once(cfg: TrainConfig, ctx: distributed.Context, progress: bool) 
     return loaded[0] if loaded else load_data(cfg, progress=False)
 
 
+RESUME_KEYS = ("train_config", "step", "epoch", "grad_evals", "best", "optimizer", "rng")
+"""What ``--resume`` reads from a checkpoint besides the model (written by every epoch's save)."""
+
+
 def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int) -> dict[str, Any]:
     """The checkpoint to resume from, checked against ``cfg``; the log cut back to its step (rank 0's part)."""
     _, ckpt = checkpoint.load(ckpt_path)
+    checkpoint.require(ckpt, ckpt_path, RESUME_KEYS, "resume")
     saved = TrainConfig.from_dict(ckpt["train_config"])
     if saved.to_dict() != cfg.to_dict():
         diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
@@ -121,11 +207,16 @@ def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: i
                              f"with torchrun --nproc_per_node={saved_world}")
         distributed.note(f"note: {ckpt_path} was trained on {saved_world} process(es), resumed on {world_size}: the "
                          "run continues equal to the uninterrupted one up to float rounding, not bit for bit")
-    MetricsLog.truncate_after(run_dir / METRICS_FILE, ckpt["step"])
     last_eval = None
-    if ckpt["epoch"] >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation
+    if ckpt["epoch"] >= cfg.epochs:  # a finished run: nothing to do but report its last evaluation (log untouched)
         evals = [r for r in read_jsonl(run_dir / METRICS_FILE) if r.get("kind") == "eval"]
-        last_eval = evals[-1] if evals else None
+        if not evals:
+            raise ValueError(f"{ckpt_path} is the end of a finished run, but {run_dir / METRICS_FILE} holds no "
+                             "evaluation of it to report; evaluate it with python -m sast.evaluate --model "
+                             f"{ckpt_path}")
+        last_eval = evals[-1]
+    else:
+        MetricsLog.truncate_after(run_dir / METRICS_FILE, ckpt["step"], ckpt.get("log_records"))
     return {"ckpt": ckpt, "last_eval": last_eval}
 
 
@@ -153,7 +244,20 @@ def train(
     callbacks = tuple(callbacks) if ctx.is_main else ()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_FILE
-    ctx.on_main(lambda: _check_run_dir(run_dir, ckpt_path, resume))
+    held: list[RunLock] = []  # rank 0's lock on run_dir, released however training ends
+    asked = resume
+    resume = ctx.on_main(lambda: _open_run_dir(run_dir, ckpt_path, asked, held))
+    try:
+        return _train(cfg, ctx, run_dir, callbacks=callbacks, resume=resume, progress=progress, data=data)
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbacks: Sequence[Callback],
+           resume: bool, progress: bool, data: Data | None) -> dict[str, Any]:
+    """:func:`train` once the folder is rank 0's (locked, and resume decided)."""
+    ckpt_path = run_dir / CHECKPOINT_FILE
     device = ctx.device(cfg.device)
     data = data if data is not None else _load_data_once(cfg, ctx, progress)
     torch.manual_seed(cfg.seed)
@@ -172,9 +276,14 @@ def train(
         start_epoch, step, grad_evals, best = ckpt["epoch"], ckpt["step"], ckpt["grad_evals"], ckpt["best"]
         if state["last_eval"] is not None:
             return state["last_eval"]
+        saved_states = ckpt.get("callbacks")
+        if isinstance(saved_states, list):  # by position; each callback checks that the state is its own
+            for cb, saved in zip(callbacks, saved_states):
+                cb.load_state_dict(saved)
     else:
         def start_run_dir() -> None:
             run_dir.mkdir(parents=True, exist_ok=True)
+            _clear_stale_run(run_dir)
             write_json(run_dir / CONFIG_FILE, {"train": cfg.to_dict(), "model": model.config.to_dict(),
                                               "command": ctx.launcher() + cfg.command(run_dir).removeprefix("python"),
                                               "environment": environment(), "device": str(device),
@@ -249,16 +358,17 @@ def train(
                 record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
                 log.log(record)
                 bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
+                for cb in callbacks:  # before the checkpoint, which holds their state and the log's length
+                    cb.on_epoch_end(run, record)
                 state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
                              step=run.step, grad_evals=run.grad_evals, world_size=ctx.world_size,
-                             rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()})
+                             rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()},
+                             log_records=log.records, callbacks=[cb.state_dict() for cb in callbacks])
                 score = val[f"{cfg.native_mode}_acc"]
                 if score > best:
                     best = score
                     checkpoint.save(run_dir / BEST_FILE, model, best=best, **state)
                 checkpoint.save(ckpt_path, model, best=best, **state)
-                for cb in callbacks:
-                    cb.on_epoch_end(run, record)
                 return record
 
             record = ctx.on_main(end_epoch)  # the other ranks wait here, then go on with rank 0's record
