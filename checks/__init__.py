@@ -7,7 +7,9 @@ One module per statement: ``contraction`` (A4), ``state_bounds`` (T2), ``lipschi
 log), ``mechanism`` (T7), ``transfer`` (E1, E2). Each has
 ``run(model, probe, *, seed, progress, ...) -> CheckResult`` with explicit keyword
 options, declares in ``NEEDS`` what it needs beyond the model and the probe (the run's
-rho, the run folder), and has ``main(argv)``.
+rho, the run folder), and has ``main(argv)``. T2-T7's records also carry a local bound (the
+proof with constants measured at w on the probe: ``checks.local`` measures them,
+``checks._budgets`` assembles the bound and its looseness budget; ``--no-local`` skips it).
 
 The public surface:
 

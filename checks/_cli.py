@@ -3,9 +3,11 @@
 Every ``python -m checks.NAME`` takes ``--model ckpt.pt`` and needs nothing else: the
 checkpoint's configuration names the data set and binning, from which a fixed probe
 set is drawn (``--batch`` samples of ``--split``, chosen by ``--seed``; see
-:func:`checks.load_checkpoint`). Exit codes:
+:func:`checks.load_checkpoint`). Exit codes (:mod:`runfolder.exits`, whose boundary
+:func:`runfolder.guard` wraps every check's command line):
 0 nothing violated (all hold, or assumptions fail, or not applicable), 1 a bound is
-violated, 2 bad input (one line on stderr).
+violated, 2 bad input or an unusable file (one line on stderr naming it), 70 an
+internal error (a bug; traceback), never 1.
 """
 
 from __future__ import annotations
@@ -20,10 +22,7 @@ from checks._common import CheckInputError, check_probe  # noqa: F401 (importabl
 from checks._load import (DEFAULT_PROBE, DTYPES, Loaded, load_checkpoint,  # noqa: F401 (as before)
                           probe_from_split)
 from checks._result import CheckResult
-from sast import checkpoint
-
-INPUT_ERRORS = (CheckInputError, ValueError, checkpoint.CheckpointError, FileNotFoundError)
-"""What a command line reports as bad input: one line on stderr, exit 2."""
+from runfolder import EXIT_CODES_EPILOG, INPUT_ERRORS, check_writable, guard  # noqa: F401 (INPUT_ERRORS as before)
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) -> None:
@@ -49,20 +48,42 @@ def load_from_flags(args: argparse.Namespace) -> Loaded:
                            progress=not args.no_progress)
 
 
+def _slack(bound: float | None, estimate: float | None) -> str:
+    if bound is None or estimate is None:
+        return "-"
+    if estimate == 0:
+        return "est. = 0"
+    ratio = bound / estimate
+    return f"{ratio:.2f}x" if ratio < 100 else f"{ratio:.3g}x"
+
+
+def local_line(r: CheckResult) -> str | None:
+    """One line on the local bound: global and local bound, estimate, both slacks, the budget's top factor.
+
+    None where the record has neither a local bound nor a budget (an old record, or --no-local).
+    """
+    if r.local_bound is None and not r.looseness:
+        local = r.details.get("local") if isinstance(r.details, dict) else None
+        why = local.get("reason") if isinstance(local, dict) else None
+        return f"local bound: - ({why})" if why else None
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    line = (f"global {fmt(r.bound)}, local {fmt(r.local_bound)}, estimate {fmt(r.estimate)}; "
+            f"slack {_slack(r.bound, r.estimate)} global, {_slack(r.local_bound, r.estimate)} local")
+    steps = [e for e in r.looseness[:-1] if isinstance(e.get("log10_ratio"), (int, float))]
+    if steps:
+        top = max(steps, key=lambda e: e["log10_ratio"])
+        line += f"; top factor: {top['factor']} ({10 ** top['log10_ratio']:.3g}x)"
+    return line
+
+
 def format_results(results: Sequence[CheckResult]) -> str:
-    """A verdict table: ID, name, status, bound, estimate, slack (bound / estimate)."""
+    """A verdict table: ID, name, status, bound, estimate, slack (bound / estimate); per check a local-bound line."""
     head = f"{'ID':<4} {'check':<22} {'status':<17} {'bound':>11} {'estimate':>11} {'slack':>10}"
     lines = [head, "-" * len(head)]
     for r in results:
         bound = "-" if r.bound is None else f"{r.bound:.4g}"
         est = "-" if r.estimate is None else f"{r.estimate:.4g}"
-        if r.bound is None or r.estimate is None:
-            slack = "-"
-        elif r.estimate == 0:
-            slack = "est. = 0"
-        else:
-            ratio = r.bound / r.estimate
-            slack = f"{ratio:.2f}x" if ratio < 100 else f"{ratio:.3g}x"
+        slack = _slack(r.bound, r.estimate)
         status = r.status.upper() if r.status == "violated" else r.status
         lines.append(f"{r.id:<4} {r.name[:22]:<22} {status:<17} {bound:>11} {est:>11} {slack:>10}")
         why = r.details.get("reason") if isinstance(r.details, dict) else None
@@ -70,6 +91,9 @@ def format_results(results: Sequence[CheckResult]) -> str:
             lines.append(f"     {why}")
         if r.converged is False:
             lines.append("     (the estimator did not converge; the estimate is a lower estimate)")
+        local = local_line(r)
+        if local:
+            lines.append(f"     {local}")
     return "\n".join(lines)
 
 
@@ -84,6 +108,7 @@ def write_results(path: str | Path, results: Sequence[CheckResult]) -> None:
     write_json(path, [r.to_json() for r in results])
 
 
+@guard
 def run_cli(
     prog: str,
     description: str,
@@ -97,24 +122,23 @@ def run_cli(
     """The body of every check module's ``main``: parse, load, run, print, write JSON, exit code.
 
     ``run`` returns one CheckResult, or a list of them (``checks.transfer``: E1 and E2);
-    every result is printed in the table and written to ``--json`` (always as a list).
+    every result is printed in the table and written to ``--json`` (always as a list). Bad
+    input, a bad ``--json`` path included (checked before the check runs), is the boundary's
+    (:func:`runfolder.guard`): one line, exit 2.
     """
     p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="Exit codes: 0 nothing violated, 1 a bound is violated, 2 bad input.")
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_EPILOG)
     add_common_flags(p, batch=batch)
     if add_flags:
         add_flags(p)
     args = p.parse_args(argv)
-    try:
-        loaded = load_from_flags(args)
-        kwargs = options(args, loaded) if options else {}
-        t0 = time.perf_counter()
-        result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
-    except INPUT_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    loaded = load_from_flags(args)
+    if args.json:
+        check_writable(args.json)
+    kwargs = options(args, loaded) if options else {}
+    t0 = time.perf_counter()
+    result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
     print(f"{args.model}: {len(loaded.probe[1])} probe samples, {args.dtype}, {args.device}, "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     print(format_results(results))

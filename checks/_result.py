@@ -60,6 +60,15 @@ class CheckResult:
     iterative); ``n_products`` the matrix-vector products it used; ``seed``,
     ``dtype``, ``device`` and ``seconds`` make the number reproducible and
     costed; ``details`` holds check-specific plain data.
+
+    Optional (absent from records written before them, which still load): ``local_bound``,
+    the statement's bound with its worst-case constants replaced by values measured at this
+    w on this probe (``theory.local``; a certificate for that point and data only, what it
+    covers in ``details["local"]["scope"]``; None where not computed, the reason in
+    ``details["local"]["reason"]``); ``looseness``, the budget from the global bound to the
+    estimate, one ``{factor, worst_case, measured, log10_ratio}`` per substituted factor in
+    the order of substitution, then the remaining proof slack (the log10 ratios sum to
+    log10(bound / estimate)).
     """
 
     id: str
@@ -78,11 +87,13 @@ class CheckResult:
     seconds: float
     schema_version: int = SCHEMA_VERSION
     details: dict[str, Any] = field(default_factory=dict)
+    local_bound: float | None = None
+    looseness: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(_BAD_STATUS.format(allowed=", ".join(map(repr, STATUSES)), got=self.status))
-        for what in ("bound", "estimate", "ratio"):
+        for what in ("bound", "estimate", "ratio", "local_bound"):
             value = getattr(self, what)
             if value is not None and not math.isfinite(value):
                 raise ValueError(_NONFINITE.format(what=what, id=self.id, value=value))
@@ -121,6 +132,7 @@ class CheckResult:
         kwargs = {k: d[k] for k in names if k in d}
         kwargs["assumptions"] = dict(kwargs["assumptions"])
         kwargs["details"] = dict(kwargs.get("details") or {})
+        kwargs["looseness"] = [dict(e) for e in kwargs.get("looseness") or [] if isinstance(e, Mapping)]
         return cls(**kwargs)
 
 
@@ -148,6 +160,8 @@ def make_result(
     device: Any = "cpu",
     seconds: float = 0.0,
     details: Mapping[str, Any] | None = None,
+    local_bound: float | None = None,
+    looseness: list[Mapping[str, Any]] | None = None,
 ) -> CheckResult:
     """Build a :class:`CheckResult`, deriving ratio, holds and status by :func:`runfolder.derive_status`.
 
@@ -159,7 +173,8 @@ def make_result(
     the status is "not applicable". An estimate above the bound is "violated"
     even when an assumption fails; a bound that holds with a failing assumption
     is "assumption fails". ``dtype`` and ``device`` may be torch objects or
-    strings ("torch.float32" is stored as "float32").
+    strings ("torch.float32" is stored as "float32"). ``local_bound`` and ``looseness``:
+    see :class:`CheckResult` (a non-finite local bound is stored as None).
 
     Raises ValueError for a NaN or infinite bound or estimate (pass None and say
     why in ``details``), for a bound given without an estimate, and for a
@@ -193,4 +208,6 @@ def make_result(
         seconds=float(seconds),
         schema_version=SCHEMA_VERSION,
         details=plain(dict(details or {})),
+        local_bound=None if local_bound is None or not math.isfinite(float(local_bound)) else float(local_bound),
+        looseness=plain([dict(e) for e in (looseness or [])]),
     )

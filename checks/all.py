@@ -4,8 +4,9 @@
 
 The checks, by statement ID: A4 contraction, T2 state bounds, T3 input Lipschitz,
 T4 smoothness, T5 SAM first-order error, T6 convergence (from the run's monitor log),
-T7 local mechanism, E1/E2 transfer and deployment. Exit codes: 0 nothing violated,
-1 a bound is violated, 2 bad input.
+T7 local mechanism, E1/E2 transfer and deployment. Exit codes (:mod:`runfolder.exits`):
+0 nothing violated, 1 a bound is violated, 2 bad input or an unusable file (one line
+naming it), 70 an internal error.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from checks._cli import INPUT_ERRORS, add_common_flags, exit_code, format_results, load_from_flags, write_results
+from checks._cli import add_common_flags, exit_code, format_results, load_from_flags, write_results
+from checks._budgets import add_local_flag
 from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
+from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -67,41 +71,45 @@ def from_checkpoint(needs: Sequence[str], loaded: Loaded) -> dict[str, Any]:
     return out
 
 
-def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bool = True) -> list[CheckResult]:
+def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bool = True,
+            local: bool = True) -> list[CheckResult]:
     """Run the named check modules (keys of :data:`CHECKS`) on a loaded checkpoint, in order.
 
     Each module's ``run(model, probe, seed=..., progress=False, ...)`` gets what its
     ``NEEDS`` declares, from the checkpoint (:func:`from_checkpoint`): T5 the run's rho,
-    T6 the run folder.
+    T6 the run folder; a module whose ``run`` takes ``local`` gets ``local`` (the local
+    bounds and looseness budgets of ``checks._budgets``).
     """
     results: list[CheckResult] = []
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
         module = importlib.import_module(f"checks.{name}")
         needs = from_checkpoint(declared_needs(module), loaded)
+        if "local" in inspect.signature(module.run).parameters:
+            needs["local"] = local
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
     return results
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m checks.all", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="Exit codes: 0 nothing violated, 1 a bound is violated, 2 bad input.")
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_EPILOG)
     add_common_flags(p)
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(CHECKS)}")
     p.add_argument("--skip", default=None, help="comma-separated checks to leave out")
     p.add_argument("--out", default=None, help="where to write checks.json (default: the checkpoint's run folder)")
+    add_local_flag(p)
     args = p.parse_args(argv)
-    try:
-        only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
-        names = [n for n in (only or CHECKS) if n not in skip]
-        loaded = load_from_flags(args)
-        results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress)
-    except INPUT_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # bad input, bad output paths included (checked before any check runs), is the boundary's: one line, exit 2
+    only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
+    names = [n for n in (only or CHECKS) if n not in skip]
+    loaded = load_from_flags(args)
+    out = check_writable(Path(args.out) if args.out else loaded.run_dir / CHECKS_FILE)
+    if args.json:
+        check_writable(args.json)
+    results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress, local=args.local)
     print(format_results(results))
-    out = Path(args.out) if args.out else loaded.run_dir / "checks.json"
     write_results(out, results)
     if args.json:
         write_results(args.json, results)

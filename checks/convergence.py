@@ -27,10 +27,17 @@ local curvature in place of L (``rhs_local``) is an indication, not a guarantee.
 premise eta <= 1/L is an assumption ("eta <= 1/L") that may fail; the result then says
 "assumption fails" (the inequality is still compared).
 
+Local: where the logged T4 results carry a local bound (T4's proof with the constants
+measured at the logged w_k on the monitor's probe, ``checks._budgets.t4``), the details
+record per logged T4 step whether eta <= 1/L_local (``premise_local``), and per step the
+right-hand side with L_local(K) = the largest local bound logged up to that step
+(``rhs_local_bound``); the result's ``local_bound`` is that right-hand side at K_worst, with
+a budget (L -> L_local, then the remaining slack). A certificate at the logged points only.
+
 "not applicable" (with the reason) for a base step other than plain SGD (momentum,
 Adam), for HFSB (a biased surrogate gradient: A5 fails), and for same-batch SAM with
 rho > 0 (T6 needs an independent perturbation minibatch). Exit 2 with one line when
-the run folder has no probe records; :func:`run` (what ``python -m checks.all`` calls)
+the run folder has no probe records (the exit codes are :mod:`runfolder.exits`'); :func:`run` (what ``python -m checks.all`` calls)
 records that as "not applicable" with the reason instead.
 """
 
@@ -39,17 +46,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from checks._cli import DTYPES, INPUT_ERRORS, format_results, write_results
+from checks._budgets import Local, finish, not_computed
+from checks._cli import DTYPES, format_results, write_results
 from checks._common import CheckInputError
-from checks._load import DEFAULT_PROBE, load_checkpoint
+from checks._load import DEFAULT_PROBE, load_checkpoint, resolve_device
 from checks._result import CheckResult, make_result
+from runfolder import EXIT_CODES_EPILOG, check_writable, guard
 from sast.runlog import read_jsonl
 from theory import bounds
+from theory.local import Step
 
 NEEDS: tuple[str, ...] = ("run_dir",)
 """The run folder whose monitor log T6 reads (``checks._common.KNOWN_NEEDS``); the model and probe are not used."""
@@ -79,6 +88,16 @@ def t4_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if r.get("kind") == "check" and isinstance(r.get("result"), Mapping) and r["result"].get("id") == "T4"]
 
 
+def t4_local_series(records: Iterable[Mapping[str, Any]]) -> list[tuple[int, float]]:
+    """(step, local bound) of every logged T4 result that has one, in step order."""
+    out = []
+    for r in records:
+        res = r.get("result") if r.get("kind") == "check" else None
+        if isinstance(res, Mapping) and res.get("id") == "T4" and res.get("local_bound") is not None:
+            out.append((int(r.get("step") or 0), float(res["local_bound"])))
+    return sorted(out)
+
+
 def running_means(values: Sequence[float]) -> list[float]:
     out, total = [], 0.0
     for i, v in enumerate(values, 1):
@@ -101,13 +120,15 @@ def _not_applicable_reason(train: Mapping[str, Any]) -> str | None:
 def assess(probes: Sequence[Mapping[str, Any]], train: Mapping[str, Any], *, L: float | None, L_source: str,
            L_local: float | None = None, L_latest: float | None = None,
            t4_assumptions: Mapping[str, bool] | None = None, seed: int | None = None,
-           dtype: str = "float32", device: str = "cpu") -> CheckResult:
+           dtype: str = "float32", device: str = "cpu",
+           L_local_bounds: Sequence[tuple[int, float]] = ()) -> CheckResult:
     """T6 from probe records and the run's training settings (pure: no files, no model).
 
     ``probes``: records with step, loss, grad_norm_sq and sigma2 (None allowed), in any
     order; ``train``: config.json's ``train`` dict (lr, rho, optimizer, batch_size,
     method, sam_batch); ``L``: T4's bound (None: not applicable); ``L_local``: the local
-    curvature for ``rhs_local``; ``t4_assumptions``: those of the T4 result L came from.
+    curvature for ``rhs_local``; ``t4_assumptions``: those of the T4 result L came from;
+    ``L_local_bounds``: (step, T4 local bound) pairs logged along the run.
     """
     t0 = time.perf_counter()
     probes = probe_records(probes)
@@ -161,8 +182,33 @@ def assess(probes: Sequence[Mapping[str, Any]], train: Mapping[str, Any], *, L: 
                     "terms": {k: recs[j].details[k] for k in ("initial", "sam", "noise")},
                     "reason": recs[j].reason or None})
     assumptions = {**{k: bool(v) for k, v in (t4_assumptions or {}).items()}, **recs[j].assumptions}
+    local = _local(L_local_bounds, steps, j, L, rhs_values[j], means[j], Ks, eta,
+                   lambda L_, K: bounds.convergence_rhs(L_, rho, eta, sigma2, b, K, F0, base=base).value)
+    details["local"] = local.details
+    details.update(local.details.pop("per_step", {}))
     return make_result("T6", "convergence", bound=rhs_values[j], estimate=means[j], assumptions=assumptions,
-                       seconds=time.perf_counter() - t0, details=details, **describe)
+                       seconds=time.perf_counter() - t0, details=details, **local.fields(), **describe)
+
+
+def _local(series: Sequence[tuple[int, float]], steps: list[int], j: int, L: float, bound: float, estimate: float,
+           Ks: list[int], eta: float, rhs: Any) -> Local:
+    """T6 with T4's local bounds logged along the run: per-step premises and RHS, the budget at K_worst."""
+    if not series:
+        return not_computed("no logged T4 result has a local bound (train with a monitor that logs T4 with local "
+                            "bounds, or run python -m checks.smoothness --local at checkpoints)")
+    premise = [{"step": s, "L_local": v, "eta_L_local": eta * v, "holds": eta * v <= 1.0} for s, v in series]
+    L_at = []
+    for s in steps:  # the largest local bound logged up to step s (the first one before any is logged)
+        seen = [v for t, v in series if t <= s]
+        L_at.append(max(seen) if seen else series[0][1])
+    per_step = {"L_local_bound": L_at, "rhs_local_bound": [rhs(L_, K) for L_, K in zip(L_at, Ks)],
+                "premise_local": premise}
+    steps_ = [Step("L: T4's global bound (largest along the run) -> T4's local bound (largest logged up to K)",
+                   L, L_at[j], rhs(L_at[j], Ks[j]))]
+    out = finish(bound, steps_, estimate, f"local: at the {len(series)} logged w_k on the monitor's probe "
+                         "(T4 local bounds), not between them", premise_holds_everywhere=all(p["holds"] for p in premise))
+    out.details["per_step"] = per_step
+    return out
 
 
 def read_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -201,15 +247,17 @@ def run_folder(run_dir: str | Path, *, seed: int = 0, progress: bool = False, de
             for k, v in (r.get("assumptions") or {}).items():
                 merged[k] = merged.get(k, True) and bool(v)
         L_local = max(local) if local else None
+        local_bounds = t4_local_series(records)
     else:
         result = _t4_at_checkpoint(run_dir, seed=seed, progress=progress, device=device, dtype=dtype, batch=batch,
                                    split=split, tol=tol, max_iter=max_iter, cache_dir=cache_dir)
         L, L_latest, merged = result.bound, result.bound, dict(result.assumptions)
         source = f"T4 computed at {run_dir / 'ckpt.pt'} (no T4 result in the log)"
         L_local = max([*local, result.estimate]) if result.estimate is not None else (max(local) if local else None)
+        local_bounds = [(int(probes[-1]["step"]), result.local_bound)] if result.local_bound is not None else []
     dt = str(probes[-1].get("dtype", "float32"))
     return assess(probes, train, L=L, L_source=source, L_local=L_local, L_latest=L_latest, t4_assumptions=merged,
-                  seed=seed, dtype=dt, device=str(probes[-1].get("device", "cpu")))
+                  seed=seed, dtype=dt, device=str(probes[-1].get("device", "cpu")), L_local_bounds=local_bounds)
 
 
 def _t4_at_checkpoint(run_dir: Path, *, seed: int, progress: bool, device: str, dtype: str, batch: int, split: str,
@@ -258,10 +306,10 @@ def _summary(r: CheckResult) -> str:
     return "\n".join(lines)
 
 
+@guard
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m checks.convergence", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="Exit codes: 0 nothing violated, 1 the bound is violated, 2 bad input.")
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_EPILOG)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", default=None, help="run folder (config.json, metrics.jsonl)")
     where.add_argument("--model", default=None, help="checkpoint in a run folder (the folder is its parent)")
@@ -269,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="probe size, if T4 must be computed at the checkpoint")
     p.add_argument("--split", default="test", help="split of that probe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (if T4 must be computed)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--tol", type=float, default=None, help="Lanczos tolerance, if T4 must be computed")
     p.add_argument("--max-iter", type=int, default=None, help="Lanczos steps at most, if T4 must be computed")
@@ -278,13 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     run_dir = Path(args.run) if args.run else Path(args.model).parent
-    try:
-        result = run_folder(run_dir, seed=args.seed, progress=not args.no_progress, device=args.device,
-                            dtype=args.dtype, batch=args.batch, split=args.split, tol=args.tol,
-                            max_iter=args.max_iter, cache_dir=args.cache_dir)
-    except INPUT_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # bad input (device, output path, run folder) is the boundary's (runfolder.guard): one line, exit 2
+    resolve_device(args.device)
+    if args.json:
+        check_writable(args.json)
+    result = run_folder(run_dir, seed=args.seed, progress=not args.no_progress, device=args.device,
+                        dtype=args.dtype, batch=args.batch, split=args.split, tol=args.tol,
+                        max_iter=args.max_iter, cache_dir=args.cache_dir)
     print(format_results([result]))
     print(_summary(result))
     if args.json:

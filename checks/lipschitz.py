@@ -25,6 +25,13 @@ Where A4 fails, the theory record is T3's finite-T form (it grows with T): the s
 is then "assumption fails" if the bound holds, and details say ``finite_T``. Hard mode
 (``--mode hard``) has no Lipschitz constant (z is discontinuous in x): the result is
 "not applicable" with that reason, and no number.
+
+With ``--local`` (the default) the record also holds T3's LOCAL bound on ||dz/dx|| at each
+probe sample (``local_bound``, the max over samples; ``checks._budgets.t3``): kappa_l and
+beta/4 at the observed states, Young's time sum K_l replaced by the exact norm of the unrolled
+recurrence (per neuron a T x T triangular matrix), and for a dense last layer the readout
+composite ||[W^o diag(c_j) W^D]_j|| (for one spiking layer, the exact Jacobian norm), with the
+``looseness`` budget. It bounds the Jacobian at the probe points, not the adversarial secants.
 """
 
 from __future__ import annotations
@@ -36,13 +43,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from checks import linalg
+from checks import _budgets, linalg
 from checks._cli import Loaded, run_cli
 from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
-from theory import bounds
+from theory import ModelConstants, bounds
 
 MODES = ("smooth", "hard")
 NEEDS: tuple[str, ...] = ()
@@ -131,7 +138,8 @@ def input_gradient_norms(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: 
 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
         mode: str = "smooth", adversarial: int = DEFAULT_ADVERSARIAL, steps: int = ADVERSARIAL_STEPS,
-        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None) -> CheckResult:
+        tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, local: bool = True,
+        constants: ModelConstants | None = None) -> CheckResult:
     """T3: max over the probe of ||dz/dx|| and of the adversarial secant ratio, against L_in.
 
     ``adversarial`` samples (0: none) get ``steps`` ascent steps; ``tol`` and
@@ -139,7 +147,8 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     ``linalg.input_jacobian_norms``. ``converged`` is True when every sample met
     ``tol``; ``n_products`` counts J^T J products (the adversarial gradients are
     counted apart in details). ``mode='hard'``: "not applicable" (no Lipschitz
-    constant), no number.
+    constant), no number. ``local``: also T3's local bound and its looseness budget.
+    ``constants`` may pass precomputed ``model_constants(model, x, mode=mode)``.
     """
     check_probe(model, probe)
     if mode not in MODES:
@@ -148,7 +157,7 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         raise CheckInputError(f"adversarial and steps must be >= 0, got {adversarial} and {steps}")
     sw = Stopwatch()
     x, y = probe
-    c = model_constants(model, x, mode=mode)
+    c = constants if constants is not None else model_constants(model, x, mode=mode)
     rec = bounds.input_lipschitz(c)
     details: dict[str, Any] = {"mode": mode, **bound_details(rec)}
     if mode == "hard":
@@ -177,7 +186,10 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         "grad_x_norm_max": max(grads), "grad_x_bound": grad_bound,
         "grad_x_holds": None if grad_bound is None else max(grads) <= grad_bound,
     })
-    return make_result("T3", "input Lipschitz", bound=rec.value, estimate=estimate,
+    loc = (_budgets.t3(model, probe, c, rec, estimate, jac_max) if local
+           else _budgets.not_computed("not requested (local=False)"))
+    details["local"] = loc.details
+    return make_result("T3", "input Lipschitz", bound=rec.value, estimate=estimate, **loc.fields(),
                        assumptions=merged_assumptions(rec), converged=all(jac.converged),
                        rtol=NUMERIC_RTOL.get(next(model.parameters()).dtype, NUMERIC_RTOL_DEFAULT),
                        n_products=jac.n_products, seed=seed, seconds=sw.seconds, details=details,
@@ -190,10 +202,11 @@ def _flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adversarial", type=int, default=DEFAULT_ADVERSARIAL,
                    help="probe samples (largest Jacobian norms first) given the adversarial ascent; 0: none")
     p.add_argument("--steps", type=int, default=ADVERSARIAL_STEPS, help="adversarial ascent steps per sample")
+    _budgets.add_local_flag(p)
 
 
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
-    return {"mode": args.mode, "adversarial": args.adversarial, "steps": args.steps}
+    return {"mode": args.mode, "adversarial": args.adversarial, "steps": args.steps, "local": args.local}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,13 @@ rho: ``--rho``, else the run's rho from the checkpoint (``train_config.rho``), e
 ``NEEDS = ("rho",)``, so ``python -m checks.all`` and the live monitor pass ``run`` the
 run's rho. The model is never modified: every F(w + eps) goes through
 ``torch.func.functional_call`` with a perturbed copy of the parameters.
+
+With ``--local`` (the default) the record also holds T5's LOCAL bound (``local_bound``, for
+the worst quantity; per quantity in the table as ``local_bound``): T5 with L from T4's proof
+on the rho-ball around w with measured constants, each a sup over the ball on this probe:
+every state within delta_l of its value at w (delta_l self-consistent: rho times the bound on
+||du^l/dw|| over the delta-box stays below delta_l), every weight within rho
+(``checks._budgets.t5``). Unlike L_local above it is a certificate, for this w, rho and probe.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from checks import linalg
+from checks import _budgets, linalg
 from checks._cli import Loaded, run_cli
 from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions, worst
 from checks._load import checkpoint_rho
@@ -206,8 +213,8 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
     ``rho`` None means :data:`DEFAULT_RHO`; ``rho_source`` says where a given rho came
     from, or, with ``rho`` None, why there is none ("the run's rho is 0"). ``tol``,
     ``max_iter``, ``hvp_method`` and ``check_deterministic`` govern the Lanczos run for
-    the local curvature (``local=False`` skips it). ``constants`` may pass precomputed
-    ``model_constants(model, x)``.
+    the local curvature (``local=False`` skips it, and the local bound). ``constants`` may pass
+    precomputed ``model_constants(model, x)``.
     """
     check_probe(model, probe)
     if rho is None:
@@ -222,7 +229,8 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
     x, _ = probe
     at_w = constants if constants is not None else model_constants(model, x)
     # T5's Taylor arguments need L along every segment w -> w + eps: T4 on the rho-ball (A3 plus rho)
-    t4 = bounds.smoothness(ball_constants(model, at_w, float(rho)))
+    c_ball = ball_constants(model, at_w, float(rho))
+    t4 = bounds.smoothness(c_ball)
     L = t4.value
     L_at_w = bounds.smoothness(at_w).value
     q = sam_quantities(model, probe, float(rho), seed=seed, ascent_starts=ascent_starts, ascent_steps=ascent_steps,
@@ -261,9 +269,23 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
                            seconds=sw.seconds, details=details, **describe(model, x))
     key = worst({k: table[k]["ratio"] for k in QUANTITIES})
     details["worst"] = key
+    if local:
+        factor = table[key]["bound"] / L
+        loc = _budgets.t5(model, probe, at_w, c_ball, t4, float(rho), factor, table[key]["bound"], table[key]["value"])
+        L_cert = loc.details.get("L_ball_local")
+        for k in QUANTITIES:
+            table[k]["local_bound"] = None if L_cert is None else table[k]["bound"] / L * L_cert
+        if L_cert is not None and L_local and table[key]["value"] > 0:
+            # information, not a bound: the remaining slack = (L on the ball / curvature at w) x (T5 at the curvature / q)
+            loc.details["remaining_split"] = {"ball_over_curvature_at_w": L_cert / L_local,
+                                              "curvature_bound_over_estimate": factor * L_local / table[key]["value"]}
+    else:
+        loc = _budgets.not_computed("not requested (local=False)")
+    details["local"] = loc.details
     return make_result("T5", "SAM first order", bound=table[key]["bound"], estimate=table[key]["value"],
                        assumptions=merged_assumptions(t4, t5), converged=None if lanczos is None else lanczos.converged,
-                       n_products=n_hvp, seed=seed, seconds=sw.seconds, details=details, **describe(model, x))
+                       n_products=n_hvp, seed=seed, seconds=sw.seconds, details=details, **loc.fields(),
+                       **describe(model, x))
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
@@ -276,6 +298,7 @@ def _flags(p: argparse.ArgumentParser) -> None:
                    help="random directions of the Taylor remainder")
     p.add_argument("--tol", type=float, default=linalg.DEFAULT_TOL, help="Lanczos tolerance of the local curvature")
     p.add_argument("--max-iter", type=int, default=None, help="Lanczos steps at most for the local curvature")
+    _budgets.add_local_flag(p)
 
 
 def _default_rho(why: str) -> tuple[float, str]:
@@ -291,7 +314,7 @@ def rho_from_checkpoint(ckpt: dict[str, Any]) -> tuple[float, str]:
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
     rho, source = (args.rho, "--rho") if args.rho is not None else checkpoint_rho(loaded.ckpt)
     return {"rho": rho, "rho_source": source, "ascent_starts": args.ascent_starts, "ascent_steps": args.ascent_steps,
-            "taylor_samples": args.taylor_samples, "tol": args.tol, "max_iter": args.max_iter}
+            "taylor_samples": args.taylor_samples, "tol": args.tol, "max_iter": args.max_iter, "local": args.local}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

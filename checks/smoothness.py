@@ -17,6 +17,13 @@ recorded in ``converged``, never raised). L is held against it with rtol 0.
 Where A4 fails, L is T4's finite-T form (it grows with T): the status is then
 "assumption fails" if the bound holds, and details say ``finite_T``. Max pooling makes
 T4 "not applicable" (no L); the eigenvalues are still measured and reported.
+
+With ``--local`` (the default) the record also holds T4's LOCAL bound at w on the probe
+(``local_bound``: the same proof with every worst-case constant replaced by what it bounds,
+measured at w: kappa_l, sig', |sig''|, gam_l at the observed states, the transition blocks,
+input norms, ||W^l diag(sig')||, the exact logit Jacobian, the cross-entropy constants at the
+probe's logits) and its ``looseness`` budget (``checks._budgets.t4``). It costs one forward
+pass and C vector-Jacobian products per probe sample, a few percent of the Lanczos run.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any, Sequence
 
 import torch
 
-from checks import linalg
+from checks import _budgets, linalg
 from checks._cli import Loaded, run_cli
 from checks._common import Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
@@ -65,22 +72,27 @@ def local_curvature(
 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
-        check_deterministic: bool = True, constants: ModelConstants | None = None) -> CheckResult:
+        check_deterministic: bool = True, constants: ModelConstants | None = None, local: bool = True,
+        curvature: tuple[linalg.LanczosResult, linalg.HessianOperator] | None = None) -> CheckResult:
     """T4: max(|lambda_min|, |lambda_max|) of the probe-batch Hessian (Lanczos, exact HVPs) against L.
 
     ``tol`` and ``max_iter`` (None: linalg's default) govern Lanczos (relative to the
     spectral radius); ``hvp_method`` the HVP method ("auto" times both once);
     ``check_deterministic`` repeats a product to catch a random loss (the live monitor
     turns it off to save the products, on a model it holds in eval mode).
-    ``constants`` may pass precomputed ``model_constants(model, x)``.
+    ``constants`` may pass precomputed ``model_constants(model, x)``. ``local``: also the local
+    bound at w on the probe and its looseness budget. ``curvature`` may pass a precomputed
+    (Lanczos result, Hessian operator) of this probe at w, as :func:`local_curvature` returns
+    them (the live monitor's warm-started run); ``tol`` and ``max_iter`` should say how it ran.
     """
     check_probe(model, probe)
     sw = Stopwatch()
     x, _ = probe
     c = constants if constants is not None else model_constants(model, x)
     rec = bounds.smoothness(c)
-    res, op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
-                              check_deterministic=check_deterministic)
+    res, op = curvature if curvature is not None else local_curvature(
+        model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
+        check_deterministic=check_deterministic)
     estimate = max(abs(res.lambda_min), abs(res.lambda_max))
     details: dict[str, Any] = {
         "L": rec.value, "lambda_min": res.lambda_min, "lambda_max": res.lambda_max,
@@ -91,9 +103,11 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         **{k: rec.details.get(k) for k in THEORY_KEYS},
         **bound_details(rec),
     }
+    loc = _budgets.t4(model, probe, c, rec, estimate) if local else _budgets.not_computed("not requested (local=False)")
+    details["local"] = loc.details
     return make_result("T4", "smoothness", bound=rec.value, estimate=estimate, assumptions=merged_assumptions(rec),
                        converged=res.converged, n_products=res.n_products, seed=seed, seconds=sw.seconds,
-                       details=details, **describe(model, x))
+                       details=details, **loc.fields(), **describe(model, x))
 
 
 def _flags(p: argparse.ArgumentParser) -> None:
@@ -103,10 +117,11 @@ def _flags(p: argparse.ArgumentParser) -> None:
                    help=f"Lanczos steps at most (default min(P, {linalg.DEFAULT_LANCZOS_MAX_ITER}))")
     p.add_argument("--hvp-method", default="auto", choices=linalg.HVP_METHODS,
                    help="Hessian-vector products: auto times both exact methods once and keeps the faster")
+    _budgets.add_local_flag(p)
 
 
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
-    return {"tol": args.tol, "max_iter": args.max_iter, "hvp_method": args.hvp_method}
+    return {"tol": args.tol, "max_iter": args.max_iter, "hvp_method": args.hvp_method, "local": args.local}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

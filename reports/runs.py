@@ -127,11 +127,18 @@ class Check:
     source: str
     step: int | None = None
     status_derived: bool = False
+    local_bound: float | None = None
+    looseness: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def slack(self) -> float | None:
         """``bound / estimate`` (see :func:`slack`)."""
         return slack(self.bound, self.estimate)
+
+    @property
+    def local_slack(self) -> float | None:
+        """``local_bound / estimate`` (see :func:`slack`); None for records without a local bound."""
+        return slack(self.local_bound, self.estimate)
 
     @property
     def failed_assumptions(self) -> list[str]:
@@ -153,6 +160,18 @@ def _derive_status(holds: bool | None, bound: float | None, estimate: float | No
     if bound is not None and estimate is not None:
         return runfolder.derive_status(bound, estimate, assumptions).status
     return NOT_APPLICABLE if estimate is not None else NOT_MEASURED
+
+
+def parse_looseness(value: Any) -> list[dict[str, Any]]:
+    """A record's looseness budget, leniently: entries with a string factor, numbers or None elsewhere."""
+    if not isinstance(value, list):
+        return []
+    out = []
+    for e in value:
+        if isinstance(e, dict) and isinstance(e.get("factor"), str):
+            out.append({"factor": e["factor"], "worst_case": e.get("worst_case"), "measured": e.get("measured"),
+                        "log10_ratio": number(e.get("log10_ratio"))})
+    return out
 
 
 def parse_check(record: Any, source: str, step: int | None = None) -> Check | None:
@@ -191,6 +210,8 @@ def parse_check(record: Any, source: str, step: int | None = None) -> Check | No
         source=source,
         step=step,
         status_derived=derived,
+        local_bound=number(record.get("local_bound")),
+        looseness=parse_looseness(record.get("looseness")),
     )
 
 

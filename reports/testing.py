@@ -52,14 +52,32 @@ def check_result(
     assumptions: Mapping[str, bool] | None = None,
     details: Mapping[str, Any] | None = None,
     seed: int = 0,
+    local_bound: float | None = None,
+    looseness: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A CheckResult dict with ratio, holds and status derived by :func:`runfolder.derive_status`."""
+    """A CheckResult dict with ratio, holds and status derived by :func:`runfolder.derive_status`.
+
+    ``local_bound`` and ``looseness`` (optional fields) are written only when given, as an old record lacks them.
+    """
     assumptions = dict(assumptions or {})
     verdict = runfolder.derive_status(bound, estimate, assumptions)
-    return {"id": id, "name": runfolder.STATEMENT_NAMES.get(id, id.lower()), "bound": bound, "estimate": estimate,
+    extra = {} if local_bound is None and looseness is None else {"local_bound": local_bound,
+                                                                  "looseness": list(looseness or [])}
+    return {**extra, "id": id, "name": runfolder.STATEMENT_NAMES.get(id, id.lower()), "bound": bound, "estimate": estimate,
             "ratio": verdict.ratio, "holds": verdict.holds, "status": verdict.status, "assumptions": assumptions,
             "converged": True, "n_products": 40, "seed": seed, "dtype": "float32", "device": "cpu", "seconds": 1.2,
             "schema_version": runfolder.SCHEMA_VERSION, "details": dict(details or {})}
+
+
+def fake_looseness(bound: float, steps: list[tuple[str, float]], local: float, estimate: float) -> list[dict[str, Any]]:
+    """A budget whose substitutions have the given shares of log10(bound / local) and end at ``local``, then the
+    remaining slack log10(local / estimate) (so the entries sum to log10(bound / estimate), as a real one's do)."""
+    total = math.log10(bound / local)
+    weight = sum(w for _, w in steps)
+    out = [{"factor": f, "worst_case": None, "measured": None, "log10_ratio": total * w / weight} for f, w in steps]
+    out.append({"factor": "remaining proof slack (local bound / estimate)", "worst_case": local, "measured": estimate,
+                "log10_ratio": math.log10(local / estimate)})
+    return out
 
 
 def write_fake_run(
@@ -181,7 +199,11 @@ def _final_checks(rng: random.Random, violated: set[str], optimizer: str, total:
         check_result("A4", 0.97, 0.88, assumptions={"A1": True, "A4": True}),
         check_result("T2", 9.0, 3.7, assumptions={"A1": True, "A2": True}),
         check_result("T3", 41.0, 0.9, assumptions=asm),
-        check_result("T4", t4_bound, t4_est, assumptions=asm),
+        check_result("T4", t4_bound, t4_est, assumptions=asm, local_bound=4.0 * t4_est,
+                     looseness=fake_looseness(t4_bound, [("kappa_l -> measured", 0.3), ("A_l -> measured", 0.5),
+                                                         ("Z1 -> exact logit Jacobian", 0.37)], 4.0 * t4_est, t4_est),
+                     details={"local": {"scope": "local: at w on the probe (64 samples)", "order": [
+                         "kappa_l -> measured", "A_l -> measured", "Z1 -> exact logit Jacobian"]}}),
         check_result("T5", 0.5 * t4_bound * 0.09, 0.025, assumptions={"A1": True, "A3": True}),
         check_result("T6", rhs[-1] if applies else None, running[-1] if applies else None,
                      assumptions={"A3": True, "A5": True},

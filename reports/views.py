@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from reports import _format as fmt
-from reports import figures, provenance
+from reports import budget_figures, figures, provenance
 from reports.runs import (
     NOT_APPLICABLE,
     NOT_MEASURED,
@@ -63,6 +63,8 @@ class VerdictRow:
     css: str
     symbol: str
     notes: list[str]
+    local_bound: str = "—"
+    local_slack: str = "—"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class RunView:
     violated_ids: list[str]
     verdicts: list[VerdictRow]
     timelines: Section
+    budgets: Section
     t6: Section
     t7: Section
     training: Section
@@ -162,6 +165,7 @@ def verdict_rows(run: Run) -> list[VerdictRow]:
             rows.append(VerdictRow(sid, STATEMENT_NAMES.get(sid, ""), [], "—", NOT_MEASURED, "—",
                                    style.words, style.css, style.symbol, [note]))
             continue
+        local = check.details.get("local") if isinstance(check.details.get("local"), dict) else {}
         style = fmt.status_style(check.status)
         rows.append(VerdictRow(
             id=sid,
@@ -174,6 +178,8 @@ def verdict_rows(run: Run) -> list[VerdictRow]:
             css=style.css,
             symbol=style.symbol,
             notes=_statement_notes(check, run),
+            local_bound=fmt.num(check.local_bound, "—" if not local.get("reason") else "not computed"),
+            local_slack=fmt.slack_text(check.local_bound, check.estimate) if check.local_bound is not None else "—",
         ))
     return rows
 
@@ -225,6 +231,33 @@ def timeline_section(run: Run, key: str) -> Section:
     return Section(figures=figs)
 
 
+def budget_section(run: Run, key: str) -> Section:
+    """Per statement with a looseness budget: its bars (log10 ratio per substituted factor), and what it certifies."""
+    final = run.final_checks()
+    figs, lines = [], []
+    for index, sid in enumerate(sorted(final, key=statement_sort_key)):
+        check = final[sid]
+        if not check.looseness:
+            continue
+        local = check.details.get("local") if isinstance(check.details.get("local"), dict) else {}
+        svg = budget_figures.looseness_svg([e["factor"] for e in check.looseness],
+                                           [e["log10_ratio"] for e in check.looseness],
+                                           title=f"{sid}: {check.name}", key=f"{key}-budget{index}")
+        scope = local.get("scope") if isinstance(local.get("scope"), str) else "scope not recorded"
+        caption = (f"Global bound {fmt.num(check.bound)} → local bound {fmt.num(check.local_bound)} → estimate "
+                   f"{fmt.num(check.estimate)} (slack {fmt.slack_text(check.bound, check.estimate)} global, "
+                   f"{fmt.slack_text(check.local_bound, check.estimate)} local). Factors replaced in this order, "
+                   f"each by its value measured at w. What the local bound certifies: {scope}.")
+        figs.append(FigureView(f"{sid} looseness budget", Markup(svg), caption))
+    if not figs:
+        return Section(empty="No looseness budget recorded (checks run with --no-local, or records older than "
+                             "the local bounds).")
+    lines.append("Each bar replaces one worst-case factor of the proof by its measured value (log10 of the bound "
+                 "before over the bound after); the last bar is the proof slack that remains at the local bound. "
+                 "The bars of a statement sum to log10(global bound / estimate).")
+    return Section(figures=figs, lines=lines)
+
+
 def _running_mean(values: Sequence[float | None]) -> list[float | None]:
     """(1/k) sum_{i<k} values_i for each k, skipping missing values."""
     out: list[float | None] = []
@@ -257,6 +290,14 @@ def t6_section(run: Run, key: str) -> Section:
                          f"{fmt.num(mean[-1])}; right-hand side {fmt.num(rhs[last] if last < len(rhs) else None)} "
                          f"with L from T4, {fmt.num(rhs_local[last] if last < len(rhs_local) else None)} "
                          "with the local curvature.")
+        premise = [p for p in details.get("premise_local") or [] if isinstance(p, dict)]
+        if premise:
+            ok = sum(1 for p in premise if p.get("holds") is True)
+            lines.append(f"With T4's local bound L_local (a certificate at each logged w_k): η ≤ 1/L_local holds at "
+                         f"{ok} of {len(premise)} logged step(s).")
+        rhs_cert = numbers(details.get("rhs_local_bound"))
+        if rhs_cert and rhs_cert[-1] is not None:
+            lines.append(f"Right-hand side with L_local at the last monitored step: {fmt.num(rhs_cert[-1])}.")
         if not rhs:
             lines.append("The right-hand side with L from T4 was not measured.")
         if not rhs_local:
@@ -405,6 +446,7 @@ def run_view(run: Run, index: int) -> RunView:
         violated_ids=sorted({sid for sid, _ in found}, key=statement_sort_key),
         verdicts=verdict_rows(run),
         timelines=timeline_section(run, key),
+        budgets=budget_section(run, key),
         t6=t6_section(run, key),
         t7=t7_section(run, key),
         training=training_section(run, key),

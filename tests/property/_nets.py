@@ -68,7 +68,7 @@ class NetSpec:
         """The float64 model (weights N(0, 1)/sqrt(fan_in) times 10^scale, biases N(0, 1) times 10^bias), x, y."""
         gen = torch.Generator().manual_seed(self.seed)
         model = SNN(self.config()).double()
-        modules = [*model.layers, model.readout]
+        modules = [*model.layers, model.readout]  # spiking layers in order (pooling has no module), then the readout
         with torch.no_grad():
             for module, scale in zip(modules, self.weight_log10):
                 w = module.weight
@@ -162,7 +162,23 @@ def conv_nets(draw: st.DrawFn, max_batch: int = 2) -> NetSpec:
                    batch=draw(st.integers(1, max_batch), label="batch"), **_layer_kwargs(draw, 1))
 
 
-NETS = {"dense": dense_nets(), "conv": conv_nets()}
+@st.composite
+def mixed_nets(draw: st.DrawFn, max_batch: int = 2) -> NetSpec:
+    """A conv spiking layer, optionally average pooling, then a dense spiking layer (2-4 neurons), both resets.
+
+    Exercises what one-kind nets do not: a dense layer whose W^l has pooling folded in and reads
+    spikes (T4's J_l terms, l >= 2), a conv layer that is not last, and m_l > 1 before a dense layer.
+    """
+    shape = (draw(st.integers(1, 2), label="C_in"), draw(st.integers(4, 6), label="H"), draw(st.integers(4, 6), label="W"))
+    conv = f"conv:{draw(st.integers(1, 2), label='C')}:{draw(st.integers(2, 3), label='k')}:1"
+    pool = draw(st.booleans(), label="pool")
+    layers = (conv, "pool:2", f"dense:{draw(st.integers(2, 4), label='n')}") if pool else \
+        (conv, f"dense:{draw(st.integers(2, 4), label='n')}")
+    return NetSpec(input_shape=shape, layers=layers, num_classes=2,
+                   batch=draw(st.integers(1, max_batch), label="batch"), **_layer_kwargs(draw, 2))
+
+
+NETS = {"dense": dense_nets(), "conv": conv_nets(), "mixed": mixed_nets()}
 
 
 def one_thread(check: Callable) -> Callable:

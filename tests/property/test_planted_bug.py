@@ -1,5 +1,7 @@
 """The bound properties can fail: with a planted bug in theory, hypothesis finds a counterexample.
 
+(Second test: the local T4 bound, with a planted bug in its measured Gauss-Newton norm.)
+
 The planted bug: sup sig_beta' taken as beta/8 instead of beta/4 (T1) in theory.bounds,
 which halves every (beta/4) factor of T3's L_in = R_o T^{-1/2} prod_l (beta/4) R_l K_l.
 A1-A4 (kappa via theory.scalar) are left untouched, so only the slope factor is wrong.
@@ -15,7 +17,9 @@ from hypothesis import strategies as st
 
 import theory.bounds
 from _nets import dense_nets, log_paused
+from checks import _budgets
 from test_bounds_exact import check_input_lipschitz
+from test_local_bounds import check_t4
 
 PLANTED_EXAMPLES = 200  # find stops at the first counterexample (a handful of examples in practice)
 _true_sup = theory.bounds.sigmoid_derivative_sup
@@ -43,3 +47,52 @@ def test_T3_property_finds_the_planted_beta_over_8() -> None:
                                                                 phases=[Phase.generate, Phase.target, Phase.shrink]))
     # the counterexample is the planted bug's, not a real one: the true bound holds on it
     given(st.just(found))(settings(max_examples=1, database=None)(check_input_lipschitz))()
+
+
+def _halved_gauss_newton(obs):
+    """checks.local.loss_constants with the planted bug: the Gauss-Newton norm ||J^T H J|| halved."""
+    out = _true_loss_constants(obs)
+    if "GN" in out:
+        out["GN"] = out["GN"] / 2
+    return out
+
+
+def _t4_local_violates(spec) -> bool:
+    try:
+        check_t4(spec)
+    except AssertionError:
+        return True
+    return False
+
+
+_true_loss_constants = _budgets.loss_constants
+
+
+def test_T4_local_property_finds_a_halved_gauss_newton_norm() -> None:
+    """The local T4 property can fail: halve the measured Gauss-Newton term, and hypothesis finds a net where the
+    exact Hessian exceeds the local bound (a net whose Hessian is Gauss-Newton only, all sig' ~ 0, suffices)."""
+    with log_paused(), mock.patch.object(_budgets, "loss_constants", _halved_gauss_newton):
+        found = find(dense_nets(), _t4_local_violates,
+                     settings=settings(max_examples=PLANTED_EXAMPLES, database=None, deadline=None,
+                                       phases=[Phase.generate, Phase.target, Phase.shrink]))
+    given(st.just(found))(settings(max_examples=1, database=None)(lambda spec: check_t4(spec)))()
+
+
+_true_second_order = _budgets.one_layer_second_order
+
+
+def _halved_one_layer_z2(model, obs):
+    """checks.local.one_layer_second_order with the planted bug: its Z2 halved."""
+    out = _true_second_order(model, obs)
+    if out is not None:
+        out["Z2"] = out["Z2"] / 2
+    return out
+
+
+def test_T4_local_property_finds_a_halved_one_layer_z2() -> None:
+    """The per-neuron Z2 of a one-dense-layer net is tight enough that halving it is caught."""
+    with log_paused(), mock.patch.object(_budgets, "one_layer_second_order", _halved_one_layer_z2):
+        found = find(dense_nets(), _t4_local_violates,
+                     settings=settings(max_examples=PLANTED_EXAMPLES, database=None, deadline=None,
+                                       phases=[Phase.generate, Phase.target, Phase.shrink]))
+    given(st.just(found))(settings(max_examples=1, database=None)(lambda spec: check_t4(spec)))()

@@ -136,7 +136,29 @@ def test_json_keys_are_the_design_fields():
     assert set(d) == {
         "id", "name", "bound", "estimate", "ratio", "holds", "status", "assumptions", "converged",
         "n_products", "seed", "dtype", "device", "seconds", "schema_version", "details",
+        "local_bound", "looseness",
     }
+
+
+def test_records_without_the_local_fields_still_load():
+    """local_bound and looseness are optional: a record written before them loads with None and []."""
+    d = _result().to_json()
+    del d["local_bound"], d["looseness"]
+    back = CheckResult.from_json(d)
+    assert back.local_bound is None and back.looseness == []
+    assert back == _result()
+
+
+def test_local_fields_round_trip_and_refuse_nonfinite():
+    entries = [{"factor": "kappa_l", "worst_case": [0.96], "measured": [0.9], "log10_ratio": 0.5},
+               {"factor": "remaining proof slack (local bound / estimate)", "worst_case": 3.0, "measured": 1.0,
+                "log10_ratio": 0.477}]
+    r = make_result("T4", "smoothness", bound=10.0, estimate=1.0, local_bound=3.0, looseness=entries)
+    back = CheckResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back == r and back.local_bound == 3.0 and back.looseness == entries
+    assert make_result("T4", "smoothness", bound=10.0, estimate=1.0, local_bound=float("inf")).local_bound is None
+    with pytest.raises(ValueError, match="local_bound"):
+        CheckResult(**{**r.to_json(), "local_bound": float("nan")})
 
 
 def test_details_that_cannot_be_json_are_refused():

@@ -1,0 +1,332 @@
+"""Local bounds and looseness budgets of T2-T7 for the checks: measurements of ``checks.local``, formulas of ``theory.local``.
+
+Each ``tN`` function returns a :class:`Local`: the local bound (None, with the reason in
+``details``, where it is not computed), the budget entries (``theory.local.budget``: one
+per substituted factor, in the order listed in ``details["order"]``, then the remaining
+proof slack; their log10 ratios sum to log10(global bound / estimate)) and details
+(``scope`` says what the bound certifies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from checks.local import (Observation, loss_constants, measure, observe, one_layer_second_order, readout_composite,
+                          readout_constants)
+from sast.model import SNN
+from theory import ModelConstants, kappa_sum
+from theory.bounds import Bound
+from theory.local import (SCOPE, SCOPE_BALL, Step, T4Factors, budget, ce_on_ball, chain, input_lipschitz_local,
+                          mechanism_local, smoothness_local, state_interval_local, top_factor)
+from theory.scalar import sigmoid_derivative_sup
+
+# T5's rho-ball: the state deviation delta_l = f rho max U1_l is tried for these f (the first self-consistent
+# one is kept: rho U1(delta) < delta, by a first-exit argument), then tightened by delta <- rho U1(delta).
+DELTA_FACTORS = (1.05, 1.5, 3.0, 10.0)
+DELTA_REFINE = 3
+
+
+@dataclass
+class Local:
+    """A local bound, its budget entries and details (plain JSON types)."""
+
+    bound: float | None
+    looseness: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The keywords of ``make_result``."""
+        return {"local_bound": self.bound, "looseness": self.looseness}
+
+
+LOCAL_HELP = ("also compute the local bound (the same proof with each worst-case constant measured at w on the probe) "
+              "and its looseness budget (global bound -> local bound -> estimate, one factor at a time); --no-local "
+              "skips it. Cost measured on a demo checkpoint (dense:256, T = 20, 64 probe samples, 2 busy cores): "
+              "T2 +0.1 s, T7 +0.1 s, T3 +1-3 s (~20%%), T4 +1 s (~25%%; a forward pass, C backward passes, "
+              "per-neuron T x T products), T5 +3 s (~20%%; T4's measurements for a few state radii on the rho-ball)")
+
+
+def add_local_flag(p: argparse.ArgumentParser) -> None:
+    """The shared ``--local/--no-local`` flag of the check command lines (default on)."""
+    p.add_argument("--local", action=argparse.BooleanOptionalAction, default=True, help=LOCAL_HELP)
+
+
+def not_computed(reason: str) -> Local:
+    return Local(None, [], {"reason": reason})
+
+
+def _mx(values: Any) -> Any:
+    """A factor's value for display: a float, or per layer the max over samples (lists)."""
+    if isinstance(values, (list, tuple)):
+        return [_mx(v) for v in values]
+    if values is None:
+        return None
+    return float(np.max(values))
+
+
+def finish(global_bound: float, steps: list[Step], estimate: float | None, scope: str, **extra: Any) -> Local:
+    entries, why = budget(global_bound, steps, estimate)
+    local = float(steps[-1].value) if steps else float(global_bound)
+    top = top_factor(entries)
+    details = {"scope": scope, "order": [s.factor for s in steps],
+               "remaining_slack": local / estimate if estimate else None,
+               "top_factor": None if top is None else top["factor"], **extra}
+    if why:
+        details["budget_reason"] = why
+    return Local(local if math.isfinite(local) else None, entries, details)
+
+
+# ---------------------------------------------------------------------------
+# T2
+
+
+def _currents(obs: Observation, lam: float, theta: float, reset: str) -> list[tuple[float, float]]:
+    """Per layer the extreme input currents I_t = u_t - lam u_{t-1} (1 - s_{t-1}) (zero) or u_t - lam u_{t-1} + theta s_{t-1}."""
+    out = []
+    for u, s in zip(obs.u, obs.s):
+        prev_u = np.concatenate([np.zeros_like(u[:, :1]), u[:, :-1]], axis=1)
+        prev_s = np.concatenate([np.zeros_like(s[:, :1]), s[:, :-1]], axis=1)
+        carry = lam * prev_u * (1.0 - prev_s) if reset == "zero" else lam * prev_u - theta * prev_s
+        I = u - carry
+        out.append((float(I.min()), float(I.max())))
+    return out
+
+
+def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str], bound: float, estimate: float) -> Local:
+    """T2 at the worst (mode, layer, side): T2's recursion with the measured input entries, currents and reset depth."""
+    mode, l, side = key
+    obs = observe(model, x, torch.zeros(len(x), dtype=torch.long), mode=mode, jacobian=False)
+    lo_I, hi_I = _currents(obs, c.lam, c.theta, c.reset)[l]
+    s_max = float(obs.s[l].max()) if obs.s[l].size else 0.0
+    a_max = float(obs.inputs[l].max()) if obs.inputs[l].size else 0.0
+    q = kappa_sum(c.lam, c.T)
+    theta_q = c.theta * q if (c.reset == "subtract" and side == "min") else 0.0
+    S_prev = c.X_inf if l == 0 else 1.0
+    c1 = c.R_inf[l] * a_max + c.b_inf[l]
+    measured_I = max(hi_I, 0.0) if side == "max" else -min(lo_I, 0.0)
+    lo, hi = state_interval_local(c.lam, c.theta, c.reset, c.T, lo_I, hi_I, s_max)
+    steps = [Step("S_{l-1}: input entry bound (X_inf, or 1 for spikes) -> max observed input entry", S_prev, a_max,
+                  c1 * q + theta_q),
+             Step("c_l = ||W^l||_inf S_{l-1} + ||b^l||_inf -> max observed |current| on that side", c1, measured_I,
+                  measured_I * q + theta_q)]
+    if theta_q:
+        steps.append(Step("reset depth theta -> theta max s (observed)", c.theta, c.theta * s_max, -lo))
+    local = hi if side == "max" else -lo
+    if abs(steps[-1].value - local) > 1e-12 * max(abs(local), 1.0):
+        raise ArithmeticError(f"T2 local chain ends at {steps[-1].value}, not at the local bound {local}")
+    return finish(bound, steps, estimate, SCOPE.format(n=len(x)) + f", {mode} mode",
+                   interval=[lo, hi], currents=[lo_I, hi_I], reset_depth=s_max, input_max=a_max)
+
+
+# ---------------------------------------------------------------------------
+# T3
+
+
+def t3(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound,
+       estimate: float, jacobian_max: float) -> Local:
+    """T3 per probe sample (max over samples): the proof's factors replaced one at a time by measured norms."""
+    if rec.value is None:
+        return not_computed(f"T3 has no global bound here ({rec.reason or rec.status})")
+    x, y = probe
+    m = measure(model, observe(model, x, y, jacobian=False), norms=True)
+    L, D, T = m.layers, c.D, c.T
+    b1 = sigmoid_derivative_sup(1, c.beta)
+    ev = lambda a: float(np.max(input_lipschitz_local(**a)))  # noqa: E731
+    a = {"R_o": c.R_o, "T": T, "R": list(c.R), "sig1": [b1] * D, "K": list(rec.details["K"])}
+    steps = []
+    K_loc = [np.array([kappa_sum(k, T) for k in lc.kappa]) for lc in L]
+    a = {**a, "K": K_loc}
+    steps.append(Step("kappa_l: sup |g'| over I_l -> max |g'| at the observed states", rec.details["kappa"],
+                      _mx([lc.kappa for lc in L]), ev(a)))
+    a = {**a, "K": [lc.M_norm for lc in L]}
+    steps.append(Step("K_l = sum_k kappa_l^k (Young's inequality in time) -> ||M_l||, the unrolled recurrence's norm",
+                      _mx(K_loc), _mx([lc.M_norm for lc in L]), ev(a)))
+    a = {**a, "sig1": [lc.sig1 for lc in L]}
+    steps.append(Step("beta/4 (sup sig') -> max sig' at the observed states", b1, _mx([lc.sig1 for lc in L]), ev(a)))
+    a = {**a, "S": [lc.S_norm for lc in L]}
+    steps.append(Step("sig1_l ||M_l|| -> ||diag(sig') M_l||, the spike recurrence's norm",
+                      _mx([lc.sig1 * lc.M_norm for lc in L]), _mx([lc.S_norm for lc in L]), ev(a)))
+    N = readout_composite(model, m)
+    if N is not None:
+        head = c.R_o / math.sqrt(T) * L[-1].S_norm * c.R[-1]
+        a = {**a, "N": N}
+        steps.append(Step("R_o T^{-1/2} ||S_D|| R_D -> ||[W^o diag(c_j) W^D]_j||, the readout composite",
+                          _mx(head), _mx(N), ev(a)))
+    return finish(rec.value, steps, estimate, SCOPE.format(n=len(x)) + ": ||dz/dx|| at each probe sample",
+                   local_estimate=jacobian_max, per_sample=[float(v) for v in input_lipschitz_local(**a)])
+
+
+# ---------------------------------------------------------------------------
+# T4 and T5 (T4 on the rho-ball)
+
+
+def _global_factors(c: ModelConstants, rec: Bound) -> T4Factors:
+    D = c.D
+    b1, b2 = sigmoid_derivative_sup(1, c.beta), sigmoid_derivative_sup(2, c.beta)
+    A_l = rec.details["A_l"]
+    return T4Factors(
+        K=list(rec.details["K"]), Aterm=[math.sqrt(m * m * A * A + P) for m, A, P in zip(c.m, A_l, c.P)],
+        J1=[0.0] + [c.R[l] * b1 for l in range(1, D)], J2=[0.0] + [c.R[l] * b2 for l in range(1, D)],
+        sig1=[b1] * D, sig2=[b2] * D, gam=list(rec.details["gam"]), m=list(c.m),
+        own_o=math.sqrt(c.n[-1] + 1), J1_o=c.R_o * b1, J2_o=c.R_o * b2)
+
+
+def _t4_steps(model: SNN, c: ModelConstants, rec: Bound, obs: Observation, m: Any, *, ball: bool,
+              rho: float = 0.0) -> tuple[list[Step], T4Factors]:
+    """T4's chain of substitutions (the order of ``details["order"]``); ``ball``: T5's version, valid on the rho-ball."""
+    L, D, T = m.layers, c.D, c.T
+    base = _global_factors(c, rec)
+    ro = readout_constants(model, m)
+    lossc = loss_constants(obs)
+    K_loc = [np.array([kappa_sum(k, T) for k in lc.kappa]) for lc in L]
+    sig1, sig2 = [lc.sig1 for lc in L], [lc.sig2 for lc in L]
+    R, R_o = c.R, c.R_o
+    J1m = [0.0] + [L[l].J1 if L[l].J1 is not None else R[l] * sig1[l - 1] for l in range(1, D)]
+    J2m = [0.0] + [L[l].J2 if L[l].J2 is not None else R[l] * sig2[l - 1] for l in range(1, D)]
+    subs: list[tuple[str, dict[str, Any], Any, Any]] = [
+        ("kappa_l: sup |g'| over I_l -> max |g'| at the observed states", {"K": K_loc},
+         rec.details["kappa"], _mx([lc.kappa for lc in L])),
+        ("K_l = sum_k kappa_l^k -> max_t sum_j ||P_{j->t}|| (measured transition blocks)", {"K": [lc.K for lc in L]},
+         _mx(K_loc), _mx([lc.K for lc in L])),
+        ("beta/4 (sup sig') -> max sig' at the observed states",
+         {"sig1": sig1, "J1": [0.0] + [R[l] * sig1[l - 1] for l in range(1, D)], "J1_o": R_o * sig1[-1]},
+         base.sig1[0], _mx(sig1)),
+        ("beta^2/(6 sqrt 3) (sup |sig''|) -> max |sig''| at the observed states",
+         {"sig2": sig2, "J2": [0.0] + [R[l] * sig2[l - 1] for l in range(1, D)], "J2_o": R_o * sig2[-1]},
+         base.sig2[0], _mx(sig2)),
+        ("gam_l: sup |g''| over I_l -> max |g''| at the observed states", {"gam": [lc.gam for lc in L]},
+         base.gam, _mx([lc.gam for lc in L])),
+        ("A_l = sqrt(n_{l-1}) (and sqrt(n_D + 1)) -> measured input norms",
+         {"Aterm": [np.sqrt(mm * mm * lc.A ** 2 + P) for mm, lc, P in zip(c.m, L, c.P)], "own_o": ro["own_o"]},
+         [*rec.details["A_l"], base.own_o], [*_mx([lc.A for lc in L]), _mx(ro["own_o"])]),
+        ("||W^l|| sup sig'^{l-1} -> ||W^l diag(sig'^{l-1})|| (dense layers and readout, measured)",
+         {"J1": J1m, "J2": J2m, "J1_o": ro["J1_o"], "J2_o": ro["J2_o"]},
+         _mx(R_o * sig1[-1]), _mx(ro["J1_o"])),
+    ]
+    if ball:  # every state-dependent sup is over [u - delta, u + delta] around the observed states
+        subs = [(name.replace("at the observed states", "on [u - delta, u + delta] around the observed states"), *rest)
+                for name, *rest in subs]
+    own = [lc.E for lc in L]
+    if any(e is not None for e in own):
+        subs.append(("K_l sqrt(A_l^2 + 1) -> own-parameter Jacobian norm max ||sum_j |P_{j->t,i}| (a_j, 1)|| (dense)",
+                     {"own": own}, _mx([lc.K * np.sqrt(lc.A ** 2 + 1) for lc in L]), _mx(own)))
+    second = one_layer_second_order(model, m)
+    if second is not None:
+        Z2_chain = smoothness_local(chain(base, subs)[1])["Z2"]
+        subs.append(("Z2 = 2 S1 + R_o S2 (each factor at its worst neuron and time) -> per-neuron second-order "
+                     "terms (one dense layer)", {"Z2": np.minimum(Z2_chain, second["Z2"])},
+                     _mx(Z2_chain), _mx(second["Z2"])))
+    steps, cur = chain(base, subs)
+    res = smoothness_local(cur)
+    Z1 = lossc["Z1"] if not ball else np.minimum(res["Z1"], lossc["Z1"] + rho * res["Z2"])
+    h, g = (lossc["h"], lossc["g"]) if not ball else ce_on_ball(lossc["h"], lossc["g"], Z1, rho)
+    tail = [("Z1 -> exact logit-Jacobian norm ||dz/dw||" + (" (+ rho Z2 on the ball)" if ball else ""),
+             {"Z1": Z1}, _mx(res["Z1"]), _mx(Z1)),
+            ("cross-entropy Hessian 1/2 -> ||diag(p) - p p^T|| at the probe's logits"
+             + (" (+ 1.5 rho Z1 on the ball)" if ball else ""), {"h": h}, 0.5, _mx(h))]
+    if not ball:
+        tail.append(("||H_CE|| Z1^2 -> exact Gauss-Newton norm ||J^T H_CE J||", {"GN": lossc["GN"]},
+                     _mx(h * Z1 * Z1), _mx(lossc["GN"])))
+    tail.append(("cross-entropy gradient sqrt(2) -> ||p - e_y|| at the probe's logits"
+                 + (" (+ rho Z1 / 2 on the ball)" if ball else ""), {"g": g}, math.sqrt(2.0), _mx(g)))
+    more, cur = chain(cur, tail)
+    return steps + more, cur
+
+
+def t4(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound, estimate: float) -> Local:
+    """T4 on the probe-batch loss at w: the mean over samples of per-sample bounds, factors replaced one at a time."""
+    if rec.value is None:
+        return not_computed(f"T4 has no global bound here ({rec.reason or rec.status})")
+    x, y = probe
+    obs = observe(model, x, y, jacobian=True)
+    m = measure(model, obs, norms=False)
+    steps, cur = _t4_steps(model, c, rec, obs, m, ball=False)
+    res = smoothness_local(cur)
+    return finish(rec.value, steps, estimate, SCOPE.format(n=len(x)),
+                   Z1=_mx(res["Z1"]), Z2=_mx(res["Z2"]), GN=_mx(res["GN"]), U1=_mx(res["U1"]), U2=_mx(res["U2"]),
+                   seconds=obs.seconds)
+
+
+def t4_ball(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, c_ball: ModelConstants,
+            rec_ball: Bound, rho: float) -> tuple[list[Step], dict[str, Any]] | None:
+    """T4's chain on the rho-ball around w (T5): states within delta of those at w, weights within rho.
+
+    delta_l must bound |u^l(w') - u^l(w)| elementwise over the ball. rho times a bound on
+    ||du^l/dw|| over the ball is one; delta = f rho U1_l(w) is accepted when rho U1_l(delta) <
+    delta_l (a state path leaving the delta-box would first have to reach its edge, where its
+    derivative is below delta / rho), else rho U1_l of the global ball bound is used; then
+    delta <- min(delta, rho U1(delta)) while it shrinks. Returns None where no bound exists.
+    """
+    if rec_ball.value is None:
+        return None
+    x, y = probe
+    obs = observe(model, x, y, jacobian=True)
+    caps = list(zip(rec_ball.details["kappa"], rec_ball.details["gam"]))
+
+    cache: dict[tuple[float, ...], tuple[list[Step], T4Factors, Any]] = {}
+
+    def run(delta: list[float]) -> tuple[list[Step], T4Factors, Any]:
+        if tuple(delta) not in cache:
+            m = measure(model, obs, delta=delta, rho=rho, norms=False, caps=caps)
+            steps, cur = _t4_steps(model, c_ball, rec_ball, obs, m, ball=True, rho=rho)
+            cache[tuple(delta)] = (steps, cur, smoothness_local(cur))
+        return cache[tuple(delta)]
+
+    def u1_bound(res: Any) -> list[float]:
+        return [rho * float(np.max(u)) for u in res["U1"]]
+
+    at_w = u1_bound(run([0.0] * c.D)[2])
+    delta, how = None, ""
+    for f in DELTA_FACTORS:
+        trial = [f * d for d in at_w]
+        if all(new < old for new, old in zip(u1_bound(run(trial)[2]), trial)):
+            delta, how = trial, f"self-consistent at {f:g} x rho U1(w)"
+            break
+    if delta is None:
+        delta, how = [rho * u for u in rec_ball.details["U1"]], "rho U1 of the global bound on the ball"
+    for _ in range(DELTA_REFINE):
+        new = [min(a, b) for a, b in zip(delta, u1_bound(run(delta)[2]))]
+        if new == delta:
+            break
+        delta = new
+    steps, cur, res = run(delta)
+    return steps, {"delta": delta, "delta_source": how, "Z1": _mx(res["Z1"]), "Z2": _mx(res["Z2"])}
+
+
+def t5(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, c_ball: ModelConstants,
+       rec_ball: Bound, rho: float, factor: float, bound: float, estimate: float) -> Local:
+    """T5's worst quantity: ``factor`` L (rho^2/2, rho^2 or rho) with T4's chain on the rho-ball."""
+    out = t4_ball(model, probe, c, c_ball, rec_ball, rho)
+    if out is None:
+        return not_computed("T4 on the rho-ball has no bound (overflow or not applicable)")
+    steps, extra = out
+    scaled = [Step(s.factor, s.worst_case, s.measured, factor * s.value) for s in steps]
+    loc = finish(bound, scaled, estimate, SCOPE_BALL.format(rho=rho, n=len(probe[0])), **extra)
+    loc.details["L_ball_local"] = steps[-1].value
+    return loc
+
+
+# ---------------------------------------------------------------------------
+# T7
+
+
+def t7(model: SNN, x: torch.Tensor, y: torch.Tensor, i: int, W1_norm: float, bound: float, estimate: float,
+       grad_W1_norm: float, s_T: float) -> Local:
+    """T7 at the worst sample i: the conditioning step ||D||_F <= ||grad_{W^1} l||_F / s_T(X) replaced by ||D||_F."""
+    w1 = model.layers[model.spiking_specs[0].index].weight
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x[i:i + 1].to(w1.dtype), mode="smooth"), y[i:i + 1])
+        (G,) = torch.autograd.grad(loss, w1)
+    X = x[i].detach().double().flatten(1)  # T x n_0; full row rank where T7's condition holds
+    D_norm = float((G.double() @ torch.linalg.pinv(X)).norm())
+    local = mechanism_local(W1_norm, D_norm)
+    steps = [Step("||grad_{W^1} l||_F / s_T(X) (conditioning) -> ||D||_F measured (D = grad_{W^1} l X^+)",
+                  grad_W1_norm / s_T, D_norm, local)]
+    return finish(bound, steps, estimate, f"local: at w on probe sample {i}", D_norm=D_norm)

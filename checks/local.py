@@ -1,0 +1,411 @@
+"""The constants of THEORY.md's proofs measured at one w on one probe set (for the local bounds of ``theory.local``).
+
+:func:`observe` runs the model once at w (membrane traces, spikes, each spiking layer's
+actual input after pooling, the readout's input, the logits) and, for T4, the exact
+per-sample logit Jacobians J_i = dz(x_i)/dw (their C x C Gram matrices, from
+C backward passes). :func:`measure` turns an observation into per-sample constants, each a
+valid replacement of the worst-case constant it names:
+
+- kappa_l, gam_l, sig1_l, sig2_l: max over the observed states of |g'|, |g''|, sig', |sig''|
+  (the proofs use these derivatives at the states only; g' and g'' at u_0..u_{T-2});
+- the unrolled recurrence of layer l: du_t = sum_{j<=t} P_{j->t} f_j with diagonal
+  P_{j->t} = prod_{m=j}^{t-1} diag g'(u_m). Per neuron i it is a T x T lower-triangular
+  matrix M_i (built from |g'|: exact where g' >= 0, an upper bound otherwise); K_l = max_t
+  sum_j max_i M_i[t, j] (T4's time sum), ||M_l|| = max_i ||M_i|| and ||S_l|| = max_i
+  ||diag(sig'_i) M_i|| (T3's recurrence and spike-recurrence norms);
+- A_l = max_t ||a^l_t|| (the layer's actual input), the dense own-parameter Jacobian norm
+  E_l = max_{t,i} ||sum_j M_i[t, j] (a_j, 1)||, J1_l = ||W^l diag(max_t sig'^{l-1})||,
+  J2_l = ||W^l diag(max_t |sig''^{l-1}|)|| (dense, exact; W^l with its pooling folded in);
+- T3's readout composite N = ||[W^o diag(c_j) W^D]_j||, c_{j,i} = (1/T) sum_{t>=j} sig'_{t,i} M_i[t, j]
+  (dense last layer; for D = 1 and g' >= 0 it is the exact input-Jacobian norm);
+- for one dense spiking layer, T4's Z2 per neuron (:func:`one_layer_second_order`);
+- the logit-Jacobian norm ||J_i||, the cross-entropy constants h_i = ||diag(p) - p p^T||,
+  g_i = ||p - e_y|| and the Gauss-Newton norm ||J_i^T H_i J_i|| at the probe's logits.
+
+On the rho-ball around w (T5) every state-dependent constant is taken as a sup over
+[u - delta_l, u + delta_l] per element (``delta``), and every weight norm grows by rho.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from checks.constants import folded_dense_matrix
+from sast.geometry import consumer, pools_before
+from sast.model import SNN
+from theory.scalar import g_derivative, g_derivative_sup_bound, sigmoid, sigmoid_derivative, sigmoid_derivative_sup
+
+# Per-neuron T x T recurrence matrices are built for this many (sample, neuron) pairs at once
+# (float64: 2^17 pairs x T^2 = 400 entries is 0.4 GB at T = 20).
+_PAIR_CHUNK = 2**16
+
+
+@dataclass
+class Observation:
+    """One forward pass at w on the probe, in float64 numpy: per spiking layer u, s (B, T, n_l) and the input a (B, T, n_in)."""
+
+    x: np.ndarray  # (B, T, *input_shape)
+    u: list[np.ndarray]
+    s: list[np.ndarray]
+    inputs: list[np.ndarray]
+    readout_in: np.ndarray
+    logits: np.ndarray
+    y: np.ndarray
+    jz_gram: np.ndarray | None = None  # (B, C, C): J_i J_i^T, J_i = dz(x_i)/dw over every trainable parameter
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _plan_inputs(model: SNN, x: torch.Tensor, spikes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each spiking layer's actual input (pooled, flattened: (B, T, n_in)) and the readout's, from the spikes."""
+    B, T = x.shape[0], x.shape[1]
+    a, inputs = x, []
+    for spec in model.plan:
+        if spec.kind == "pool":
+            a = F.avg_pool2d(a.flatten(0, 1), spec.kernel).unflatten(0, (B, T))
+        elif spec.kind == "flatten":
+            a = a.flatten(2)
+        else:
+            inputs.append(a.flatten(2))
+            a = spikes[spec.index]
+    return inputs, a.flatten(2)
+
+
+def logit_jacobian_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
+    """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dw over every trainable parameter (smooth mode).
+
+    No Jacobian is formed: C backward passes (one per class k, of sum_i z_{ik}) give each
+    sample's output gradients delta^k_{i,t} = dz_{ik}/dI_{i,t} at every layer's currents
+    (samples do not interact), and a layer's share of <J_{ik}, J_{il}> is, for a dense layer
+    with inputs a_t, sum_{t,s} (delta^k_t . delta^l_s)(a_t . a_s) plus the bias's
+    (sum_t delta^k_t) . (sum_s delta^l_s); for a conv layer the per-sample kernel gradients
+    sum_{t,p} delta_{t,p} patch_{t,p}^T (C_out x C_in k^2) are formed; the readout adds
+    (||mean_t s_t||^2 + 1) I. Tested against ``torch.func.jacrev``.
+    """
+    specs = model.spiking_specs
+    store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    modules = [model.layers[s.index] for s in specs] + [model.readout]
+    hooks = [mod.register_forward_hook(lambda _m, inp, out, j=j: store.__setitem__(j, (inp[0], out)))
+             for j, mod in enumerate(modules)]
+    try:
+        with torch.enable_grad():
+            z = model(x, mode="smooth", sparse_input=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    B, C = z.shape
+    outs = [store[j][1] for j in range(len(specs))]
+    deltas: list[list[torch.Tensor]] = [[] for _ in specs]
+    for k in range(C):
+        grads = torch.autograd.grad(z[:, k].sum(), outs, retain_graph=k < C - 1, allow_unused=True)
+        for l, g in enumerate(grads):
+            deltas[l].append(torch.zeros_like(outs[l]) if g is None else g.detach())
+    gram = torch.zeros(B, C, C, dtype=torch.float64)
+    T = x.shape[1]
+    for l, spec in enumerate(specs):
+        mod = modules[l]
+        inp = store[l][0].detach().double()
+        Dk = torch.stack(deltas[l]).double()  # (C, B, T, n_out) dense; (C, B T, C_out, H, W) conv
+        if spec.kind == "dense":
+            if mod.weight.requires_grad:
+                AA = inp @ inp.transpose(1, 2)  # (B, T, T)
+                DD = torch.einsum("kbtn,lbsn->bklts", Dk, Dk)
+                gram += torch.einsum("bklts,bts->bkl", DD, AA)
+            Db = Dk.sum(dim=2)  # (C, B, n_out)
+        else:
+            Dk = Dk.reshape(C, B, T, Dk.shape[2], -1)  # (C, B, T, C_out, P)
+            if mod.weight.requires_grad:
+                patches = F.unfold(inp, spec.kernel, padding=spec.padding, stride=spec.stride)
+                patches = patches.reshape(B, T, patches.shape[1], patches.shape[2])
+                G = torch.einsum("kbtop,btip->kboi", Dk, patches)
+                gram += torch.einsum("kboi,lboi->bkl", G, G)
+            Db = Dk.sum(dim=(2, 4))
+        if mod.bias is not None and mod.bias.requires_grad:
+            gram += torch.einsum("kbn,lbn->bkl", Db, Db)
+    ro_in = store[len(specs)][0].detach().double()  # (B, n_o): the time-mean spikes
+    ro = model.readout
+    eye = torch.eye(C, dtype=torch.float64)
+    if ro.weight.requires_grad:
+        gram += (ro_in * ro_in).sum(dim=1)[:, None, None] * eye
+    if ro.bias is not None and ro.bias.requires_grad:
+        gram += eye
+    return gram.cpu().numpy()
+
+
+@torch.no_grad()
+def observe(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: str = "smooth", jacobian: bool = True) -> Observation:
+    """The forward pass at w on the probe (``mode``), and the logit-Jacobian Grams if ``jacobian`` (smooth mode)."""
+    import time
+
+    t0 = time.perf_counter()
+    dtype = next(model.parameters()).dtype
+    xs = x.detach().to(dtype)
+    logits, trace = model(xs, mode=mode, return_trace=True)
+    inputs, ro = _plan_inputs(model, xs, [tr.s for tr in trace])
+    as_np = lambda t: t.detach().double().flatten(2).cpu().numpy()  # noqa: E731
+    obs = Observation(x=xs.double().cpu().numpy(), u=[as_np(tr.u) for tr in trace], s=[as_np(tr.s) for tr in trace],
+                      inputs=[as_np(a) for a in inputs], readout_in=as_np(ro),
+                      logits=logits.double().cpu().numpy(), y=y.detach().cpu().numpy())
+    obs.seconds["forward"] = time.perf_counter() - t0
+    if jacobian:
+        t0 = time.perf_counter()
+        with torch.enable_grad():
+            obs.jz_gram = logit_jacobian_grams(model, xs)
+        obs.seconds["logit_jacobian"] = time.perf_counter() - t0
+    return obs
+
+
+# ---------------------------------------------------------------------------
+# elementwise sups over [u - delta, u + delta] (delta = 0: the values at the observed states)
+
+
+def _sig1_sup(v: np.ndarray, beta: float, delta: float) -> np.ndarray:
+    """sup of sig'(.) over [v - delta, v + delta]: sig' is even and peaks at 0, so at the point nearest 0."""
+    return sigmoid_derivative(np.clip(0.0, v - delta, v + delta), 1, beta) if delta > 0 else sigmoid_derivative(v, 1, beta)
+
+
+def _sig2_sup(v: np.ndarray, beta: float, delta: float) -> np.ndarray:
+    """sup |sig''| over [v - delta, v + delta]: |sig''| is even, rises on [0, v*], falls after (v* = ln(2 + sqrt 3)/beta)."""
+    f = lambda t: np.abs(sigmoid_derivative(t, 2, beta))  # noqa: E731
+    if delta <= 0:
+        return f(v)
+    v_star = math.log(2.0 + math.sqrt(3.0)) / beta
+    lo, hi = v - delta, v + delta
+    peak = ((lo <= v_star) & (hi >= v_star)) | ((lo <= -v_star) & (hi >= -v_star))
+    return np.where(peak, sigmoid_derivative_sup(2, beta), np.maximum(f(lo), f(hi)))
+
+
+def _g_sup(u: np.ndarray, order: int, cfg: Any, delta: float) -> np.ndarray:
+    """|g^(order)(u)| + delta sup|g^(order+1)| (T1's closed form on |u| <= max|u| + delta): a sup over the interval."""
+    val = np.abs(g_derivative(u, order, cfg.lam, cfg.theta, cfg.beta, cfg.reset))
+    if delta <= 0 or u.size == 0:
+        return val
+    B = float(np.max(np.abs(u))) + delta
+    return val + delta * g_derivative_sup_bound(order + 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset, B)
+
+
+def _spectral(mats: np.ndarray) -> np.ndarray:
+    """Largest singular value of each matrix of a (..., p, q) stack (float64, from the smaller Gram matrix)."""
+    p, q = mats.shape[-2:]
+    gram = mats @ np.swapaxes(mats, -1, -2) if p <= q else np.swapaxes(mats, -1, -2) @ mats
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
+
+
+def _scaled_norms(W: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """||W diag(d_b)|| for each row d_b of d (B, n_in) (exact, float64)."""
+    n_out, n_in = W.shape
+    if n_out <= n_in:
+        gram = (W[None] * (d * d)[:, None, :]) @ W.T
+    else:
+        gram = d[:, :, None] * (W.T @ W)[None] * d[:, None, :]
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
+
+
+@dataclass
+class LayerConstants:
+    """Per-sample measured constants of one spiking layer (arrays of shape (B,); None where not measured)."""
+
+    kappa: np.ndarray
+    gam: np.ndarray
+    sig1: np.ndarray
+    sig2: np.ndarray
+    d1: np.ndarray  # (B, n): max_t sup sig' per neuron (J1 of the next layer, the readout)
+    d2: np.ndarray  # (B, n): max_t sup |sig''| per neuron
+    K: np.ndarray | None = None
+    A: np.ndarray | None = None
+    M_norm: np.ndarray | None = None
+    S_norm: np.ndarray | None = None
+    E: np.ndarray | None = None
+    J1: np.ndarray | None = None
+    J2: np.ndarray | None = None
+    c: np.ndarray | None = None  # (B, T, n): T3's readout weights, last layer only
+
+
+@dataclass
+class Measured:
+    """:func:`measure`'s result: per-layer constants and the readout's input (B, T, n_o) (upper bounds on the ball)."""
+
+    layers: list[LayerConstants]
+    readout_in: np.ndarray
+    delta: list[float]
+    rho: float
+    sups: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # per layer (|g'|, |g''|, sig', |sig''|) (B, T, n)
+    inputs: list[np.ndarray] = field(default_factory=list)  # per layer the (upper bounds of the) inputs (B, T, n_in)
+
+
+def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norms: bool, readout: bool) -> dict[str, np.ndarray]:
+    """Per sample: K, and optionally ||M||, ||diag(sig') M||, E^2 (own-parameter Jacobian) and c (readout weights).
+
+    gp, sp: (B, T, n) elementwise |g'| and sig' (sups); gram: (B, T, T) = a_j . a_k + 1 of the
+    layer's input (dense own-parameter term), or None.
+    """
+    B, T, n = gp.shape
+    K, Mn, Sn, E2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
+    c = np.zeros((B, T, n)) if readout else None
+    per = max(1, _PAIR_CHUNK // max(n, 1))
+    for b0 in range(0, B, per):
+        g_, s_ = gp[b0:b0 + per], sp[b0:b0 + per]
+        b = g_.shape[0]
+        M = np.zeros((b, n, T, T))
+        for t in range(T):
+            if t > 0:
+                M[:, :, t, :t] = M[:, :, t - 1, :t] * g_[:, t - 1, :, None]
+            M[:, :, t, t] = 1.0
+        K[b0:b0 + b] = M.max(axis=1).sum(axis=2).max(axis=1)
+        if norms:
+            Mn[b0:b0 + b] = _spectral(M).reshape(b, n).max(axis=1)
+            S = M * np.swapaxes(s_, 1, 2)[:, :, :, None]
+            Sn[b0:b0 + b] = _spectral(S).reshape(b, n).max(axis=1)
+        if gram is not None:  # row t of M_i against (a_j . a_k + 1): ||sum_j M_i[t, j] (a_j, 1)||^2
+            E2[b0:b0 + b] = ((M @ gram[b0:b0 + b, None]) * M).sum(axis=3).max(axis=(1, 2))
+        if c is not None:
+            c[b0:b0 + b] = (np.swapaxes(s_, 1, 2)[:, :, None, :] @ M)[:, :, 0, :].transpose(0, 2, 1) / T
+    return {"K": K, "M_norm": Mn, "S_norm": Sn, "E2": E2, "c": c}
+
+
+def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, rho: float = 0.0,
+            norms: bool = True, caps: list[tuple[float, float]] | None = None) -> Measured:
+    """Per layer the measured constants of :class:`LayerConstants` (see the module docstring).
+
+    ``delta`` (per layer, default 0): states of w' lie within delta_l of those at w, elementwise;
+    ``rho``: weights of w' lie within rho of w (J grows by rho max d). With delta > 0 T3's norms
+    (which need the states themselves) are not measured; the dense own-parameter term E is, from
+    the elementwise sups and the inputs' upper bounds (every a_j . a_k + 1 is >= 0, so the bound
+    sum_{j,k} |P_j| |P_k| (a_j . a_k + 1) grows with each factor).
+    ``caps`` (per layer (kappa_l, gam_l) of A4 on T2's interval, which holds every state of
+    every w' the caller considers) caps the sups of |g'| and |g''|.
+    """
+    cfg = model.config
+    specs = model.spiking_specs
+    D = len(specs)
+    delta = [0.0] * D if delta is None else [float(d) for d in delta]
+    at_w = all(d == 0 for d in delta)
+    layers, sups, spikes_up = [], [], []
+    for l in range(D):
+        u, dl = obs.u[l], delta[l]
+        B = len(u)
+        v = u - cfg.theta
+        gp, gpp = _g_sup(u, 1, cfg, dl), _g_sup(u, 2, cfg, dl)
+        if caps is not None:
+            gp, gpp = np.minimum(gp, caps[l][0]), np.minimum(gpp, caps[l][1])
+        sp, spp = _sig1_sup(v, cfg.beta, dl), _sig2_sup(v, cfg.beta, dl)
+        spikes_up.append(obs.s[l] if dl == 0 else sigmoid(v + dl, cfg.beta))
+        # the proofs use g'(u_{t-1}) and g''(u_{t-1}): the states u_0 .. u_{T-2} (none when T = 1)
+        prior, prior2 = gp[:, :-1].reshape(B, -1), gpp[:, :-1].reshape(B, -1)
+        layers.append(LayerConstants(
+            kappa=prior.max(axis=1) if prior.size else np.zeros(B), gam=prior2.max(axis=1) if prior2.size else np.zeros(B),
+            sig1=sp.reshape(B, -1).max(axis=1), sig2=spp.reshape(B, -1).max(axis=1), d1=sp.max(axis=1), d2=spp.max(axis=1)))
+        sups.append((gp, gpp, sp, spp))
+    if at_w:  # the actual inputs; on the ball, pooled upper bounds of the spikes (nonnegative: norms are monotone)
+        inputs, ro = obs.inputs, obs.readout_in
+    else:
+        shaped = [torch.from_numpy(s).reshape(s.shape[0], s.shape[1], *spec.out_shape) for s, spec in zip(spikes_up, specs)]
+        ins, ro_t = _plan_inputs(model, torch.from_numpy(obs.x), shaped)
+        inputs, ro = [t.numpy() for t in ins], ro_t.numpy()
+    for l, spec in enumerate(specs):
+        lc, a = layers[l], inputs[l]
+        lc.A = np.linalg.norm(a, axis=2).max(axis=1)
+        gram = np.einsum("btk,bsk->bts", a, a) + 1.0 if spec.kind == "dense" else None
+        rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, readout=at_w and l == D - 1)
+        lc.K, lc.c = rec["K"], rec["c"]
+        if norms and at_w:
+            lc.M_norm, lc.S_norm = rec["M_norm"], rec["S_norm"]
+        if gram is not None:
+            lc.E = np.sqrt(rec["E2"])
+        if l > 0 and spec.kind == "dense":
+            W = folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
+            prev = layers[l - 1]
+            lc.J1 = _scaled_norms(W, prev.d1) + rho * prev.d1.max(axis=1)
+            lc.J2 = _scaled_norms(W, prev.d2) + rho * prev.d2.max(axis=1)
+    return Measured(layers, ro, delta, float(rho), sups, list(inputs))
+
+
+def readout_weight(model: SNN) -> np.ndarray:
+    """W^o with the pooling before the readout folded in (C x n_D, float64)."""
+    _, tail = consumer(model.plan, model.spiking_specs[-1])
+    return folded_dense_matrix(model.readout.weight, tail).numpy()
+
+
+def readout_constants(model: SNN, m: Measured) -> dict[str, np.ndarray]:
+    """own_o = sqrt(max_t ||s^D_t||^2 + 1), J1_o = ||W^o diag(max_t sig'^D)||, J2_o likewise with |sig''| (+ rho on the ball)."""
+    last, ro, rho = m.layers[-1], m.readout_in, m.rho
+    Wo = readout_weight(model)
+    return {"own_o": np.sqrt(np.linalg.norm(ro, axis=2).max(axis=1) ** 2 + 1.0),
+            "J1_o": _scaled_norms(Wo, last.d1) + rho * last.d1.max(axis=1),
+            "J2_o": _scaled_norms(Wo, last.d2) + rho * last.d2.max(axis=1)}
+
+
+def readout_composite(model: SNN, m: Measured) -> np.ndarray | None:
+    """T3's N_b = ||[W^o diag(c_bj) W^D]_j|| per sample (dense last layer at w; None otherwise)."""
+    spec, last = model.spiking_specs[-1], m.layers[-1]
+    if spec.kind != "dense" or last.c is None:
+        return None
+    WD = folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
+    Wo = readout_weight(model)
+    G = WD @ WD.T
+    A = Wo[None, None] * last.c[:, :, None, :]  # (B, T, C, n_D): W^o diag(c_j)
+    gram = np.einsum("btcn,btdn->bcd", A @ G, A)
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0.0))
+
+
+def one_layer_second_order(model: SNN, m: Measured) -> dict[str, np.ndarray] | None:
+    """T4's Z2 for a network with ONE dense spiking layer, per neuron (None for any other network).
+
+    Each neuron i has its own weight row and bias, so along a unit direction V (its layer part
+    V_i with w_i = ||(V_i, v_i)||^2, sum_i w_i <= nu_1^2, readout part of norm nu_o):
+    u'_{t,i} = V_i . c_{t,i} with c_{t,i} = sum_j M_i[t, j] (a_j, 1), hence
+    |u'_{t,i}|^2 <= w_i C_{t,i}^2, |u''_{t,i}| <= w_i Q_{t,i}, Q_{t,i} = sum_{j>=1} M_i[t, j] |g''(u_{j-1,i})| C_{j-1,i}^2,
+    |s''_{t,i}| <= w_i R_{t,i}, R = |sig''| C^2 + sig' Q, and z'' = 2 V^o sbar' + W^o mean_t s''_t gives
+    ||z''|| <= 2 nu_o nu_1 S + nu_1^2 Z2own with Z2own = max_i ||W^o_{:,i}|| mean_t R_{t,i} (the w_i lie on a
+    simplex) and S = max_i ||sum_j cbar_{j,i} (a_j, 1)||, cbar the time-mean spike weights of T3; the
+    max over nu_o^2 + nu_1^2 <= 1 is (Z2own + sqrt(Z2own^2 + 4 S^2)) / 2. Compare THEORY.md's
+    2 S1_D + R_o S2_D, which takes every factor at its own worst neuron, time and direction.
+    From ``measure``'s elementwise sups (so valid on the rho-ball too, where W^o's columns grow by rho).
+    """
+    specs = model.spiking_specs
+    if len(specs) != 1 or specs[0].kind != "dense":
+        return None
+    gp, gpp, sp, spp = m.sups[0]
+    a = m.inputs[0]
+    B, T, n = gp.shape
+    col = np.linalg.norm(readout_weight(model), axis=0) + m.rho  # ||W^o_{:,i}|| (+ rho on the ball)
+    gram = np.einsum("btk,bsk->bts", a, a) + 1.0
+    Z2own, S = np.zeros(B), np.zeros(B)
+    per = max(1, _PAIR_CHUNK // max(n, 1))
+    for b0 in range(0, B, per):
+        sl = slice(b0, b0 + per)
+        g_, s1, s2, gg = gp[sl], sp[sl].transpose(0, 2, 1), spp[sl].transpose(0, 2, 1), gpp[sl].transpose(0, 2, 1)
+        b = g_.shape[0]
+        M = np.zeros((b, n, T, T))
+        for t in range(T):
+            if t > 0:
+                M[:, :, t, :t] = M[:, :, t - 1, :t] * g_[:, t - 1, :, None]
+            M[:, :, t, t] = 1.0
+        C2 = ((M @ gram[sl, None]) * M).sum(axis=3)  # (b, n, T): ||c_{t,i}||^2
+        drive = np.zeros((b, n, T))
+        drive[:, :, 1:] = gg[:, :, :-1] * C2[:, :, :-1]
+        Q = (M @ drive[..., None])[..., 0]
+        R = s2 * C2 + s1 * Q
+        Z2own[sl] = (col[None, :] * R.mean(axis=2)).max(axis=1)
+        cbar = (s1[:, :, None, :] @ M)[:, :, 0, :] / T  # (b, n, T): sum_t sig'_{t,i} M_i[t, j] / T
+        S[sl] = np.sqrt((((cbar[:, :, None, :] @ gram[sl, None])[:, :, 0, :]) * cbar).sum(axis=2).max(axis=1))
+    return {"Z2": (Z2own + np.sqrt(Z2own ** 2 + 4.0 * S ** 2)) / 2.0, "Z2own": Z2own, "S": S}
+
+
+def loss_constants(obs: Observation) -> dict[str, np.ndarray]:
+    """Per sample at the probe's logits: h = ||diag(p) - p p^T||, g = ||p - e_y||, ||J|| and the Gauss-Newton ||J^T H J||."""
+    z = obs.logits - obs.logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    H = np.einsum("bc,cd->bcd", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]
+    w, V = np.linalg.eigh(H)
+    out = {"h": np.maximum(w[:, -1], 0.0), "g": np.linalg.norm(p - np.eye(p.shape[1])[obs.y], axis=1)}
+    if obs.jz_gram is not None:
+        Hh = np.einsum("bck,bk,bdk->bcd", V, np.sqrt(np.maximum(w, 0.0)), V)  # H^{1/2}
+        out["Z1"] = np.sqrt(np.maximum(np.linalg.eigvalsh(obs.jz_gram)[:, -1], 0.0))
+        out["GN"] = np.maximum(np.linalg.eigvalsh(Hh @ obs.jz_gram @ Hh)[:, -1], 0.0)
+    return out

@@ -1,0 +1,99 @@
+"""checks.local and the local fields of the checks: the ghost Jacobian Gram against jacrev, the records, T6, the CLI line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from checks import convergence, lipschitz, mechanism, smoothness, state_bounds
+from checks._cli import format_results
+from checks.local import logit_jacobian_grams
+from sast.model import SNN, SNNConfig
+
+LAYERS = {"dense": (["dense:5", "dense:3"], (6,)), "conv": (["conv:2:3:2", "pool:2", "dense:3"], (1, 7, 7))}
+
+
+def _net(kind: str, seed: int = 0, reset: str = "zero") -> SNN:
+    layers, shape = LAYERS[kind]
+    torch.manual_seed(seed)
+    cfg = SNNConfig(input_shape=shape, layers=layers, T=4, lam=0.8, theta=0.5, beta=3.0, reset=reset, num_classes=3)
+    return SNN(cfg).double()
+
+
+def _probe(kind: str, n: int = 4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shape = LAYERS[kind][1]
+    return torch.rand((n, 4, *shape), generator=g, dtype=torch.float64) * 2, torch.randint(3, (n,), generator=g)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_ghost_gram_equals_the_jacrev_gram(kind: str) -> None:
+    model = _net(kind)
+    x, _ = _probe(kind)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+
+    def z_one(p, xi):
+        return functional_call(model, p, (xi.unsqueeze(0),), {"mode": "smooth"})[0]
+
+    J = torch.func.vmap(torch.func.jacrev(z_one), in_dims=(None, 0))(params, x)
+    ref = sum(torch.einsum("bkp,blp->bkl", j.flatten(2), j.flatten(2)) for j in J.values()).numpy()
+    # float64 throughout: the two differ by summation order only
+    assert logit_jacobian_grams(model, x) == pytest.approx(ref, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_checks_record_local_bounds_and_budgets(kind: str) -> None:
+    model, probe = _net(kind, reset="subtract"), _probe(kind)
+    for check in (state_bounds, lipschitz, smoothness):
+        r = check.run(model, probe)
+        assert r.local_bound is not None and r.bound is not None and r.local_bound <= r.bound * (1 + 1e-9)
+        assert r.looseness[-1]["factor"].startswith("remaining proof slack")
+        assert "scope" in r.details["local"] and r.details["local"]["order"]
+        total = sum(e["log10_ratio"] for e in r.looseness)
+        assert total == pytest.approx(math.log10(r.bound / r.estimate), abs=1e-9)
+        back = type(r).from_json(json.loads(json.dumps(r.to_json())))
+        assert back.local_bound == r.local_bound and back.looseness == r.looseness
+        off = check.run(model, probe, local=False)
+        assert off.local_bound is None and off.looseness == [] and "local=False" in off.details["local"]["reason"]
+
+
+def test_t7_local_bound_lies_between() -> None:
+    model = _net("dense")
+    x = torch.rand((3, 4, 6), generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.1
+    r = mechanism.run(model, (x, torch.tensor([0, 1, 2])))
+    assert r.estimate <= r.local_bound * (1 + 1e-9) and r.local_bound <= r.bound * (1 + 1e-9)
+
+
+def test_cli_prints_one_local_line_per_check() -> None:
+    model, probe = _net("dense"), _probe("dense")
+    out = format_results([smoothness.run(model, probe), smoothness.run(model, probe, local=False)])
+    lines = out.splitlines()
+    assert sum("top factor:" in line for line in lines) == 1
+    local = [line for line in lines if "top factor:" in line][0]
+    assert all(word in local for word in ("global ", ", local ", ", estimate ", " global, ", " local;"))
+    assert any("local bound: - (not requested (local=False))" in line for line in lines)
+
+
+def test_t6_records_per_step_premises_with_logged_local_bounds(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    train = {"method": "sast", "rho": 0.05, "sam_batch": "independent", "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
+    (run / "config.json").write_text(json.dumps({"train": train, "model": {}}))
+    lines = [{"kind": "probe", "step": s, "loss": f, "grad_norm_sq": g, "sigma2": 4.0, "n_probe": 64}
+             for s, f, g in ((0, 2.3, 0.5), (10, 1.9, 0.3), (20, 1.5, 0.2))]
+    for step, L, local in ((10, 400.0, 5.0), (20, 500.0, 12.0)):
+        lines.append({"kind": "check", "step": step, "result": {"id": "T4", "bound": L, "estimate": 1.0,
+                                                                 "local_bound": local, "assumptions": {}}})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    r = convergence.run_folder(run)
+    d = r.details
+    assert [p["holds"] for p in d["premise_local"]] == [True, False]  # eta L_local = 0.5, then 1.2
+    assert d["L_local_bound"] == [5.0, 5.0, 12.0]  # the largest logged up to each step (the first before any)
+    assert r.local_bound == pytest.approx(d["rhs_local_bound"][d["steps"].index(d["step_worst"])])
+    assert r.local_bound < r.bound
+    assert sum(e["log10_ratio"] for e in r.looseness) == pytest.approx(math.log10(r.bound / r.estimate), abs=1e-9)

@@ -1,0 +1,57 @@
+"""The report's local-bound columns and looseness budgets (reports.views.budget_section, reports.budget_figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from reports import build
+from reports.budget_figures import looseness_svg
+from reports.runs import load_run, parse_check, parse_looseness
+from reports.testing import check_result, fake_looseness, write_fake_run
+
+
+def test_fake_budget_sums_to_the_global_slack() -> None:
+    entries = fake_looseness(182.0, [("a", 1.0), ("b", 2.0)], 40.0, 9.4)
+    assert math.isclose(sum(e["log10_ratio"] for e in entries), math.log10(182.0 / 9.4), rel_tol=0, abs_tol=1e-12)
+
+
+def test_report_renders_the_budget_and_local_columns(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "r")
+    html = build.render_report(build.load_runs([run]))
+    assert "Where the slack comes from" in html and "T4: smoothness: looseness budget" in html
+    assert "looseness budget, 4 entries" in html  # the SVG's label: three substitutions and the remaining slack
+    assert "Local bound" in html and "Local slack" in html
+    t4 = load_run(run).final_checks()["T4"]
+    row = re.search(r'<tr data-statement="T4".*?</tr>', html, re.S).group(0)
+    assert "37.6" in row and "4×" in row  # local bound 4 x 9.4 and its slack
+    assert t4.local_slack == 4.0
+
+
+def test_old_records_without_local_fields_render(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "r")
+    checks = json.loads((run / "checks.json").read_text())
+    for c in checks:
+        c.pop("local_bound", None), c.pop("looseness", None)
+    (run / "checks.json").write_text(json.dumps(checks))
+    html = build.render_report(build.load_runs([run]))
+    assert "No looseness budget recorded" in html
+
+
+def test_budget_parsing_is_lenient() -> None:
+    rec = check_result("T3", 10.0, 1.0, local_bound=2.0,
+                       looseness=[{"factor": "k", "log10_ratio": "x"}, {"no": 1}, 5,
+                                  {"factor": "remaining proof slack", "log10_ratio": 0.3}])
+    c = parse_check(rec, "checks.json")
+    assert c.local_bound == 2.0
+    assert [e["factor"] for e in c.looseness] == ["k", "remaining proof slack"]
+    assert c.looseness[0]["log10_ratio"] is None
+    assert parse_looseness("junk") == [] and parse_check({"id": "T3"}, "x").looseness == []
+
+
+def test_budget_figure_handles_missing_and_empty() -> None:
+    svg = looseness_svg(["a <b>", "remaining proof slack"], [None, 1.5], title="T4: $x$", key="k")
+    assert svg.startswith("<svg") and "not measured" in svg and "&lt;b&gt;" in svg
+    assert "no data" in looseness_svg([], [], title="T4", key="k2")
