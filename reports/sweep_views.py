@@ -310,28 +310,34 @@ def layer_sentence(sw: Sweep, setting: str) -> str:
 
 
 def mechanism_sentences(sw: Sweep) -> list[str]:
-    """Whether the transfer gap rises with the mechanism's quantities across runs (sign and p of Spearman)."""
+    """Whether the transfer gap rises with the mechanism's quantities across runs (sign and p of Spearman),
+    over all runs and, since a setting such as beta moves the gap and the gradients together, per setting."""
     if sw.correlations is None:
         return ["Mechanism correlations across runs: not measured."]
+    scopes = ["all"] + sorted({str(c.get("scope")) for c in sw.correlations if c.get("scope") not in (None, "all")})
     out = []
-    for x, name in MECHANISM_FINDINGS:
-        rec = sw.correlation(x)
-        rho = number(rec.get("spearman")) if rec else None
-        n = number(rec.get("n")) if rec else None
-        if rho is None:
-            why = "no run measured it" if not n else f"{int(n)} run(s), too few or without variation"
-            out.append(f"Gap against {name}: not measured ({why}).")
-            continue
-        p = number(rec.get("p"))
-        stat = f"Spearman {rho:+.2f}, {p_text(p)}, n = {int(n or 0)}"
-        if rho > 0 and p is not None and p < ALPHA:
-            out.append(f"Gap against {name}: holds; the gap rises with it ({stat}).")
-        elif rho > 0:
-            out.append(f"Gap against {name}: positive as predicted, but not significant at {ALPHA:g} ({stat}).")
-        else:
-            sig = "significantly " if p is not None and p < ALPHA else ""
-            out.append(f"Gap against {name}: does not hold; the correlation is {sig}"
-                       f"{'negative' if rho < 0 else 'zero'} ({stat}).")
+    for scope in scopes:
+        where = "all runs" if scope == "all" else setting_label(scope)
+        for x, name in MECHANISM_FINDINGS:
+            rec = sw.correlation(x, scope)
+            rho = number(rec.get("spearman")) if rec else None
+            n = number(rec.get("n")) if rec else None
+            if rho is None:
+                if scope == "all":
+                    why = "no run measured it" if not n else f"{int(n)} run(s), too few or without variation"
+                    out.append(f"{where}: gap against {name}: not measured ({why}).")
+                continue
+            p = number(rec.get("p"))
+            stat = f"Spearman {rho:+.2f}, {p_text(p)}, n = {int(n or 0)}"
+            if rho > 0 and p is not None and p < ALPHA:
+                out.append(f"{where}: gap against {name}: holds; the gap rises with it ({stat}).")
+            elif rho > 0:
+                out.append(f"{where}: gap against {name}: positive as predicted, but not significant at {ALPHA:g} "
+                           f"({stat}).")
+            else:
+                sig = "significantly " if p is not None and p < ALPHA else ""
+                out.append(f"{where}: gap against {name}: does not hold; the correlation is {sig}"
+                           f"{'negative' if rho < 0 else 'zero'} ({stat}).")
     return out
 
 

@@ -116,8 +116,8 @@ def test_findings_resolve_only_what_the_interval_resolves(full):
         large = _finding(lines, "SAST ρ=0.3 against SF:")
         assert "higher by 6.1 pp" in large and "not resolved" not in large
     mechanism = findings.mechanism
-    assert "holds" in _finding(mechanism, "Gap against the mean input-gradient norm")
-    assert "does not hold" in _finding(mechanism, "Gap against the first-order sharpness")
+    assert "holds" in _finding(mechanism, "all runs: gap against the mean input-gradient norm")
+    assert "does not hold" in _finding(mechanism, "all runs: gap against the first-order sharpness")
     assert "higher by 6.1 pp" in _section(html, "findings")
 
 
