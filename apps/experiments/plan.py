@@ -80,7 +80,8 @@ def _field_parser(name: str):
         raise ValueError(f"--set {name}=...: {name} is not an axis ({_CONTROLLED[name]})")
     default = TrainConfig().__dict__[name]
     if name == "layers":
-        return lambda text: [s.strip() for s in text.split(LAYER_SEPARATOR) if s.strip()]
+        # a tuple: a RunSpec (frozen, hashable) holds it; train_config hands TrainConfig a list
+        return lambda text: tuple(s.strip() for s in text.split(LAYER_SEPARATOR) if s.strip())
     if isinstance(default, bool):
         return lambda text: {"true": True, "false": False}[text.lower()]
     if isinstance(default, float) or name == "rho":
@@ -146,5 +147,5 @@ def train_config(spec: RunSpec, base: dict[str, Any], epochs: int) -> TrainConfi
     """The TrainConfig of one run: ``base``, then the run's setting, method, rho, seed and epochs."""
     method = "sf" if spec.method == "sf-matched" else spec.method
     e = 2 * epochs if spec.method == "sf-matched" else epochs  # same gradient evaluations as SAST
-    return TrainConfig(**{**base, **dict(spec.setting), "method": method, "rho": spec.rho, "seed": spec.seed,
-                          "epochs": e})
+    setting = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.setting}
+    return TrainConfig(**{**base, **setting, "method": method, "rho": spec.rho, "seed": spec.seed, "epochs": e})

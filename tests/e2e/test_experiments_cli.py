@@ -82,7 +82,8 @@ def test_quick_preset_in_full(tmp_path, dataset, capsys):
 
 def test_grid_two_settings_two_seeds_in_parallel(tmp_path, cache_dir, capsys):
     out = tmp_path / "grid"
-    args = ["grid", "--dataset", "synth-nmnist", "--set", "beta=0.5,2", "--set", "rho=0,0.3", "--seeds", "2",
+    args = ["grid", "--dataset", "synth-nmnist", "--set", "beta=0.5,2", "--set", "layers=dense:16+dense:8",
+            "--set", "rho=0,0.3", "--seeds", "2",
             "--checks", "none", "--no-corruptions", "--jobs", "2", "--out", str(out), "--cache-dir", cache_dir,
             "--limit", "200", "--layers", "dense:16", "--epochs", "1", "--no-progress"]
     assert main(args) == 0
@@ -90,16 +91,17 @@ def test_grid_two_settings_two_seeds_in_parallel(tmp_path, cache_dir, capsys):
     assert "16/16 runs done" in captured.err and "left" in captured.err
     assert "paired differences" in captured.out
     res = json.loads((out / "results.json").read_text())
+    settings = ("beta=0.5,layers=dense:16+dense:8", "beta=2,layers=dense:16+dense:8")
     assert [(r["setting"], r["method"]) for r in res["table"]] == [
-        (s, m) for s in ("beta=0.5", "beta=2") for m in ("hfsb", "sf", "sf-matched", "sast")]
+        (s, m) for s in settings for m in ("hfsb", "sf", "sf-matched", "sast")]
     assert all(r["seeds"] == 2 for r in res["table"])
     pairs = [p for p in res["paired"] if p["field"] == "hard_acc"]
-    assert {(p["setting"], p["control"]) for p in pairs} == {(s, c) for s in ("beta=0.5", "beta=2")
-                                                            for c in ("sf", "sf-matched")}
+    assert {(p["setting"], p["control"]) for p in pairs} == {(s, c) for s in settings for c in ("sf", "sf-matched")}
     assert all(p["seeds"] == [0, 1] and p["n"] == 2 for p in pairs)
     row = res["rows"][0]
     assert {"attribution", "margins", "input_grad_norm_mean", "margins_over_epochs"} <= set(row)
-    assert (out / "beta=2" / "sast-rho0.3-s1" / "evaluation.json").exists()
+    assert (out / settings[1] / "sast-rho0.3-s1" / "evaluation.json").exists()
+    assert len(row["attribution"]["layers"]) == 2
     assert (out / "paired.csv").read_text().startswith("setting,rho,control,field")
     with (out / "results.csv").open() as f:
         assert [r["beta"] for r in csv.DictReader(f)][:1] == ["0.5"]

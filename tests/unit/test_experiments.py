@@ -73,7 +73,7 @@ def test_rank_correlations_over_smooth_trained_runs():
 def test_parse_axes_types_and_errors():
     axes = parse_axes(["beta=0.5,1", "optimizer=sgd,adam", "T=10,20", "layers=dense:8,dense:8+dense:4", "rho=0,0.3"])
     assert axes == {"beta": [0.5, 1.0], "optimizer": ["sgd", "adam"], "T": [10, 20],
-                    "layers": [["dense:8"], ["dense:8", "dense:4"]], "rho": [0.0, 0.3]}
+                    "layers": [("dense:8",), ("dense:8", "dense:4")], "rho": [0.0, 0.3]}
     for bad, message in [(["bta=1"], "did you mean 'beta'"), (["seed=1,2"], "--seeds"), (["beta"], "NAME=V1"),
                          (["T=1.5"], "not a valid value"), (["rho=-1"], ">= 0"), (["beta=1,1"], "repeated"),
                          (["beta=1", "beta=2"], "twice")]:
@@ -94,7 +94,8 @@ def test_plan_runs_every_control_at_every_setting():
 
 def test_train_config_applies_setting_and_matches_compute():
     base = {"data": "synth-nmnist", "limit": 200}
-    spec = RunSpec("sf-matched", 0.0, 3, (("beta", 2.0), ("layers", ["dense:8"])))
+    spec = RunSpec("sf-matched", 0.0, 3, (("beta", 2.0), ("layers", ("dense:8",))))
+    assert hash(spec)  # a RunSpec keys the sweep's results
     cfg = train_config(spec, base, epochs=7)
     assert (cfg.method, cfg.epochs, cfg.seed, cfg.beta, cfg.layers) == ("sf", 14, 3, 2.0, ["dense:8"])
     assert train_config(RunSpec("sast", 0.3, 0), base, 7).rho == 0.3
