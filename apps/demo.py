@@ -21,7 +21,7 @@ from typing import Sequence
 
 from apps.wiring import monitor_callbacks
 from runfolder import EXIT_CODES_EPILOG, REPORT_FILE, check_writable, guard
-from sast.train import TrainConfig, TrainingDiverged, load_data, train
+from sast.train import StopTraining, TrainConfig, TrainingDiverged, load_data, train
 
 DEMO_RHO = 0.3
 
@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--monitor", default="default", help="live checks preset: default, full or off")
+    p.add_argument("--on-violation", default="warn", choices=("warn", "stop"), help="the monitor on a violated bound "
+                   "(or an assumption that stops holding): warn, or stop (ckpt.pt of that state, exit 1)")
     p.add_argument("--no-checks", action="store_true", help="skip checks.all and the report")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -60,13 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir = out / ("sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}")
             print(f"training {label} -> {run_dir}", file=sys.stderr)
             resume = (run_dir / "ckpt.pt").exists()
-            rec = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=resume,
+            rec = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor, args.on_violation), resume=resume,
                         progress=not args.no_progress, data=data)
             rows.append(dict(method=label, smooth=rec["test_smooth_acc"], hard=rec["test_hard_acc"],
                              gap=rec["test_gap"], sec=_seconds_per_epoch(run_dir), run_dir=run_dir))
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except StopTraining as e:  # --on-violation stop: the run folder's ckpt.pt holds the state it stopped at
+        print(f"error: training stopped: {e}", file=sys.stderr)
+        return e.exit_code
     report = None if args.no_checks else _checks_and_report(rows, out, args)
     print(f"\nsynth-nmnist, {base.epochs} epochs, beta={base.beta:g}, lam={base.lam:g}, T={base.T} "
           f"(test split, {len(data.test)} samples)")

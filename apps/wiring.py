@@ -5,10 +5,10 @@ from __future__ import annotations
 from sast.callbacks import Callback
 
 
-def monitor_callbacks(preset: str) -> list[Callback]:
-    """The live checks monitor for ``preset`` ("off": none)."""
+def monitor_callbacks(preset: str, on_violation: str = "warn") -> list[Callback]:
+    """The live checks monitor for ``preset`` ("off": none); ``on_violation``: "warn" or "stop" (exit 1)."""
     if preset == "off":
         return []
     from checks.monitor import Monitor
 
-    return [Monitor(preset)]
+    return [Monitor(preset, on_violation=on_violation)]

@@ -6,9 +6,12 @@
 #   OUT=/tmp/g ROUNDS=5 bash bench/gpu.sh
 #   DEVICE=cpu QUICK=1 bash bench/gpu.sh    (a dry run of the script itself, on a CPU)
 #
-# Steps: the tests marked `cuda`; the demo training step at batch 128 and 1024, without and with
-# torch.compile (contenders of bench/train_step.py, including the sparse first layer, which is
-# not the GPU default); the HVP and top-eigenvalue (Lanczos vs PyHessian) timing.
+# Steps: the tests marked `cuda` (the live monitor's among them: no device read between its checks);
+# the demo training step at batch 128 and 1024, without and with torch.compile (contenders of
+# bench/train_step.py, including the sparse first layer, which is not the GPU default); the HVP
+# and top-eigenvalue (Lanczos vs PyHessian) timing; the live monitor's overhead on the demo's SF
+# and SAST runs (bench/monitor_overhead.py, default and full presets against --monitor off,
+# MON_EPOCHS epochs, MON_ROUNDS rounds: wall-time and self-timed shares).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,8 @@ DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/bench-gpu}
 ROUNDS=${ROUNDS:-10}
 QUICK=${QUICK:-}
+MON_EPOCHS=${MON_EPOCHS:-30}
+MON_ROUNDS=${MON_ROUNDS:-3}
 mkdir -p "$OUT"
 status=0
 
@@ -46,13 +51,15 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi -L >"$OUT/nvidia-smi.txt" 2>&1
 
 if [ "$DEVICE" = cuda ]; then
-  step tests_cuda "$PY" -m pytest -q -m cuda tests/unit -p no:cacheprovider
+  step tests_cuda "$PY" -m pytest -q -m cuda tests/unit tests/e2e -p no:cacheprovider
 fi
 
 if [ -n "$QUICK" ]; then
   BATCHES="8"; ROUNDS=2; HESS_ARGS=(--batch 8 --hvp-rounds 2 --eigen-rounds 1)
+  MON_ARGS=(--epochs 1 --rounds 1 --limit 400)
 else
   BATCHES="128 1024"; HESS_ARGS=(--batch 128)
+  MON_ARGS=(--epochs "$MON_EPOCHS" --rounds "$MON_ROUNDS")
 fi
 for B in $BATCHES; do
   step "train_step_b$B" "$PY" bench/train_step.py --device "$DEVICE" --batch "$B" --rounds "$ROUNDS" \
@@ -61,6 +68,8 @@ for B in $BATCHES; do
     --compile --no-libraries --json "$OUT/train_step_b${B}_compile.json"
 done
 step hessian "$PY" bench/hessian.py --device "$DEVICE" "${HESS_ARGS[@]}" --json "$OUT/hessian.json"
+step monitor_overhead "$PY" bench/monitor_overhead.py --device "$DEVICE" "${MON_ARGS[@]}" \
+  --json "$OUT/monitor_overhead.json"
 
 "$PY" - "$OUT" <<'EOF'
 import json, sys
@@ -79,5 +88,8 @@ for name, res in summary.items():
         e = res["eigen"]
         print(name, "hvp/grad", round(res["hvp"]["ratio"], 3),
               {k: (round(v["median_s"], 3), v["products_max"]) for k, v in e.items() if k != "reference"})
+    elif name == "monitor_overhead":
+        print(name, {f"{m} {p}": (f"wall {100 * f['wall_overhead']:+.1f}%", f"self {100 * f['self_timed']:.1f}%")
+                     for m, r in res["methods"].items() for p, f in r["presets"].items()})
 EOF
 exit $status

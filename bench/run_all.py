@@ -49,7 +49,8 @@ from bench._common import CONV_INPUT, CONV_LAYERS, environment, write_json  # no
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent / "runs" / "bench" / "results.json"  # runs/ is gitignored
 MONITOR_SCRIPT = HERE / "monitor_overhead.py"
-MONITOR_ARGS = ["--epochs", "1", "--rounds", "2"]  # a short run: its full default takes far longer
+MONITOR_ARGS = ["--epochs", "1", "--rounds", "2", "--methods", "sf", "--presets", "default"]  # a short run: its
+# full default (SF and SAST, default and full, 30 epochs, 3 rounds) takes far longer
 MONITOR_TIMEOUT_S = 240
 
 

@@ -103,7 +103,7 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, *, data: str | Non
     A checkpoint without ``train_config`` needs ``data``; its binning is then the model's
     T and the default clip.
     """
-    from sast.train import TrainConfig
+    from sast.train.config import TrainConfig  # the defining modules, not the package (whose cli wires the monitor)
 
     settings = dict(ckpt.get("train_config") or {})
     if not settings and data is None:
@@ -139,7 +139,7 @@ def load_checkpoint(
     model; ``sast.checkpoint.CheckpointError`` (also a ValueError) for a missing or
     unreadable checkpoint.
     """
-    from sast.train import SPLITS, load_split
+    from sast.train.splits import SPLITS, load_split
 
     if split not in SPLITS:
         raise CheckInputError(_BAD_SPLIT.format(allowed=", ".join(SPLITS), got=split))

@@ -22,21 +22,27 @@ from checks._common import Stopwatch, bound_details, check_probe, merged_assumpt
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
-from theory import bounds
+from theory import ModelConstants, bounds
 from theory.scalar import g_derivative
 
 NEEDS: tuple[str, ...] = ()
 """Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
 
-def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False) -> CheckResult:
-    """A4: per layer, max |g'(u)| over observed smooth-mode states, against kappa_l."""
+def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
+        constants: ModelConstants | None = None, states: Sequence[torch.Tensor] | None = None) -> CheckResult:
+    """A4: per layer, max |g'(u)| over observed smooth-mode states, against kappa_l.
+
+    ``constants`` may pass precomputed ``model_constants(model, x)`` and ``states`` the
+    smooth-mode membrane potentials ``traces(model, x, "smooth")`` (the live monitor shares
+    one forward trace of its probe between A4 and T2).
+    """
     check_probe(model, probe)
     sw = Stopwatch()
     x, _ = probe
     cfg = model.config
-    rec = bounds.contraction(model_constants(model, x))
-    us = traces(model, x, "smooth")
+    rec = bounds.contraction(constants if constants is not None else model_constants(model, x))
+    us = states if states is not None else traces(model, x, "smooth")
     kappa_emp = [float(abs(g_derivative(u.double().cpu().numpy(), 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset)).max())
                  for u in us]
     kappa = rec.details.get("kappa") or []

@@ -236,6 +236,8 @@ class Run:
     probes: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     live_checks: list[Check] = field(default_factory=list)
+    monitor: list[dict[str, Any]] = field(default_factory=list)
+    """The live monitor's own records ("monitor" start/end/stop events, "monitor_error"), raw, in file order."""
     checks: list[Check] | None = None
     evaluation: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
@@ -431,6 +433,8 @@ def _read_metrics(path: Path, run: Run) -> None:
             run.probes.append(rec)
         elif kind == "error":
             run.errors.append(rec)
+        elif kind in ("monitor", "monitor_error"):
+            run.monitor.append(rec)
         elif kind == "check":
             step = number(rec.get("step"))
             check = parse_check(rec.get("result"), source="live monitor",

@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from reports import _format as fmt
-from reports import budget_figures, figures, provenance
+from reports import budget_figures, figures, monitor_views, provenance
 from reports.runs import (
     NOT_APPLICABLE,
     NOT_MEASURED,
@@ -430,6 +430,12 @@ def transfer_rows(run: Run) -> list[TableRow]:
     return rows
 
 
+def _monitor_section(run: Run, key: str) -> Section:
+    """The live monitor's section (:mod:`reports.monitor_views`: statements over training, changes, cost, errors)."""
+    figs, lines, empty = monitor_views.monitor_section(run, key)
+    return Section(figures=[FigureView(title, svg, caption) for title, svg, caption in figs], lines=lines, empty=empty)
+
+
 def run_view(run: Run, index: int) -> RunView:
     """The view of one run (``index`` makes its anchors and figure ids unique on the page)."""
     key = run_anchor(index)
@@ -445,7 +451,7 @@ def run_view(run: Run, index: int) -> RunView:
         violations=[text for _, text in found],
         violated_ids=sorted({sid for sid, _ in found}, key=statement_sort_key),
         verdicts=verdict_rows(run),
-        timelines=timeline_section(run, key),
+        timelines=_monitor_section(run, key),
         budgets=budget_section(run, key),
         t6=t6_section(run, key),
         t7=t7_section(run, key),

@@ -6,15 +6,38 @@ training ends. It sees the live :class:`sast.train.Run` (model, optimizer, data,
 counters). Its :meth:`~Callback.state_dict` is saved with each checkpoint and handed back
 on resume, so a resumed run logs what the uninterrupted one would. Higher layers
 (``checks.monitor``) implement it; ``sast`` never imports them.
+
+A hook stops training by raising :class:`StopTraining`: the loop writes the checkpoint of
+the current state first (``sast.train.loop``), then re-raises it to the caller; the
+command line exits with its ``exit_code``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runfolder import EXIT_VIOLATED
+
 if TYPE_CHECKING:
     from sast.sam import StepStats
     from sast.train import Run
+
+
+class StopTraining(Exception):
+    """Raised by a callback's hook to end training now, for ``reason`` (one line).
+
+    The training loop catches it, writes ckpt.pt with the state reached (after a step:
+    that step's weights, resumable from there) and raises it again; ``python -m
+    sast.train`` then prints the reason and exits with ``exit_code`` (default
+    ``runfolder.EXIT_VIOLATED``, 1: the live monitor stops on a violated bound).
+    """
+
+    def __init__(self, reason: str, exit_code: int = EXIT_VIOLATED) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+    def __reduce__(self):  # pickles with its exit code (torchrun hands it to the other processes)
+        return (type(self), (str(self), self.exit_code))
 
 
 class Callback:

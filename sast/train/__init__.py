@@ -21,11 +21,11 @@ The package, from the bottom up:
 - :mod:`sast.train.splits`: the data a run sees (:func:`load_data`, :func:`load_split`:
   the training split less a fixed validation part, that part, the test split);
 - :mod:`sast.train.loop`: :func:`train` (the loop, resume, torchrun), :class:`Run`
-  (what callbacks see), :class:`TrainingDiverged`;
+  (what callbacks see), :class:`TrainingDiverged`; :class:`StopTraining` (a callback ends training);
 - :mod:`sast.train.cli`: the command line (:func:`main`).
 """
 
-from sast.callbacks import Callback
+from sast.callbacks import Callback, StopTraining
 from sast.train.cli import build_parser, config_from_args, default_run_dir, main, monitor_callbacks
 from sast.train.config import (DATASET_DEFAULTS, METHODS, SAM_BATCHES, VALIDATION_FRACTION, VALIDATION_SEED,
                                TrainConfig)
@@ -33,8 +33,8 @@ from sast.train.loop import Run, TrainingDiverged, evaluate_split, train
 from sast.train.splits import SPLITS, Data, Split, load_data, load_split, model_config
 
 __all__ = [
-    "Callback", "DATASET_DEFAULTS", "Data", "METHODS", "Run", "SAM_BATCHES", "SPLITS", "Split", "TrainConfig",
-    "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "build_parser", "config_from_args",
+    "Callback", "DATASET_DEFAULTS", "Data", "METHODS", "Run", "SAM_BATCHES", "SPLITS", "Split", "StopTraining",
+    "TrainConfig", "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "build_parser", "config_from_args",
     "default_run_dir", "evaluate_split", "load_data", "load_split", "main", "model_config", "monitor_callbacks",
     "train",
 ]

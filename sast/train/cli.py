@@ -3,9 +3,10 @@
     python -m sast.train --method sast --rho 0.3
     torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
 
-Exit codes (:mod:`runfolder.exits`): 0 done, 2 bad input or an unusable file (one line
-naming it), 3 the loss became NaN or infinite (the last good checkpoint is kept), 70 an
-internal error (a bug; traceback). After ``torchrun`` the monitor flag must be spelled
+Exit codes (:mod:`runfolder.exits`): 0 done, 1 the live monitor stopped training on a
+violated bound (``--on-violation stop``; ckpt.pt holds the state it stopped at), 2 bad input
+or an unusable file (one line naming it), 3 the loss became NaN or infinite (the last good
+checkpoint is kept), 70 an internal error (a bug; traceback). After ``torchrun`` the monitor flag must be spelled
 ``--monitor-preset`` (torchrun reads ``--monitor`` as its own ``--monitor-interval``).
 """
 
@@ -18,10 +19,12 @@ from typing import Sequence
 
 from runfolder import CONFIG_FILE, EXIT_CODES_EPILOG, LOCK_FILE, INPUT_ERRORS, check_writable, describe, guard
 from sast import distributed
-from sast.callbacks import Callback
+from sast.callbacks import Callback, StopTraining
 from sast.model import SNNConfig
 from sast.train.config import TrainConfig
 from sast.train.loop import TrainingDiverged, train
+
+ON_VIOLATION = ("warn", "stop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "the first one's pid (lock file " + LOCK_FILE + ")")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--monitor", "--monitor-preset", dest="monitor", default="default", help="live theory checks "
-                   "on a fixed probe set, logged to metrics.jsonl (checks.monitor presets): default (T6's probe every "
-                   "50 steps, <= 5%% of the demo's time), full (all checks on schedules, ~2x the time), off; after "
-                   "torchrun spell it --monitor-preset (torchrun reads --monitor as its ambiguous --monitor-interval)")
+                   "on a fixed probe set, logged to metrics.jsonl (checks.monitor presets): default (A4, T2-T7 held "
+                   "against their bounds on staggered schedules, <= 5%% of the demo's time), full (denser schedules, "
+                   "larger probes, <= 25%%), off; after torchrun spell it --monitor-preset (torchrun reads --monitor "
+                   "as its ambiguous --monitor-interval)")
+    p.add_argument("--on-violation", default="warn", choices=ON_VIOLATION, help="what the monitor does when a bound "
+                   "is violated or an assumption that held stops holding: warn (one line on stderr and in the "
+                   "progress bar, training goes on) or stop (also write ckpt.pt of the current state and exit 1)")
     return p
 
 
@@ -91,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def monitor_callbacks(preset: str) -> list[Callback]:
+def monitor_callbacks(preset: str, on_violation: str = "warn") -> list[Callback]:
     """The live checks monitor for ``preset`` ("off": none): :func:`apps.wiring.monitor_callbacks`.
 
     Kept here for the command lines that import it; the wiring itself is a composition
@@ -99,7 +106,7 @@ def monitor_callbacks(preset: str) -> list[Callback]:
     """
     from apps.wiring import monitor_callbacks as wire
 
-    return wire(preset)
+    return wire(preset, on_violation=on_violation)
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -119,10 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   reset=cfg.reset)  # neuron constants checked before any data is made
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
         check_writable(run_dir / CONFIG_FILE)  # a file in the way, a read-only parent: said before any data is made
-        summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor), resume=args.resume,
-                        progress=not args.no_progress)
+        summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor, args.on_violation),
+                        resume=args.resume, progress=not args.no_progress)
     except TrainingDiverged as e:
         code, error = 3, str(e)
+    except StopTraining as e:  # the monitor stopped training (--on-violation stop): ckpt.pt holds that state
+        code, error = e.exit_code, f"training stopped: {e} (checkpoint: {run_dir / 'ckpt.pt'})"
     except INPUT_ERRORS as e:  # bad settings, a bad checkpoint, an unusable file system: one line naming it
         code, error = 2, describe(e)
     else:

@@ -8,6 +8,15 @@ count) and the callbacks get their saved state back, so metrics.jsonl equals the
 uninterrupted run's record for record (timings aside). A NaN or infinite loss raises
 :class:`TrainingDiverged` (the last good checkpoint is kept).
 
+A callback stops training by raising :class:`sast.callbacks.StopTraining` from a hook (the
+live monitor with ``--on-violation stop``). The loop then writes ckpt.pt with the current
+state before it re-raises: after a step, the weights of that step, marked ``stopped`` with
+the reason, and with where the epoch stood (``batch_index``: the steps done in it; ``rng``:
+the generators' states at the epoch's start, so that its batches can be drawn again), so
+``resume=True`` continues from there exactly as the uninterrupted run would. Under torchrun
+the other processes are inside the step, so a stop asked for during an epoch takes effect
+at its end (after its checkpoint).
+
 One trainer per folder: rank 0 holds ``runfolder.LOCK_FILE`` (:mod:`runfolder.lock`)
 from before it touches the folder until training ends; a second trainer stops with a
 one-line error naming the holder's pid, and the lock of a killed trainer is released
@@ -44,7 +53,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,7 +65,7 @@ from runfolder import (BEST_FILE, CHECKPOINT_FILE, CHECKS_FILE, CONFIG_FILE, EVA
                        REPORT_FILE, RUN_FILES, temp_files)
 from runfolder.lock import RunLock
 from sast import checkpoint, distributed
-from sast.callbacks import Callback
+from sast.callbacks import Callback, StopTraining
 from sast.inference import accuracy_and_loss, predict_logits
 from sast.model import SNN
 from sast.runlog import MetricsLog, environment, read_jsonl, write_json
@@ -78,6 +87,8 @@ class Run:
     step: int = 0
     epoch: int = 0
     grad_evals: int = 0
+    postfix: dict[str, str] = field(default_factory=dict)
+    """Short entries a callback puts in the progress bar's postfix (the monitor: the bounds' status)."""
 
     def loss_fn(self, model, batch) -> torch.Tensor:
         x, y = batch
@@ -188,7 +199,8 @@ def _load_data_once(cfg: TrainConfig, ctx: distributed.Context, progress: bool) 
 
 
 RESUME_KEYS = ("train_config", "step", "epoch", "grad_evals", "best", "optimizer", "rng")
-"""What ``--resume`` reads from a checkpoint besides the model (written by every epoch's save)."""
+"""What ``--resume`` reads from a checkpoint besides the model (written by every epoch's save; a checkpoint
+written when a callback stopped training mid-epoch also holds ``batch_index``, ``window`` and ``stopped``)."""
 
 
 def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int) -> dict[str, Any]:
@@ -266,6 +278,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
     gen_update = torch.Generator().manual_seed(cfg.seed * 2 + 1)
     gen_perturb = torch.Generator().manual_seed(cfg.seed * 2 + 2)
     start_epoch, step, grad_evals, best = 0, 0, 0, -1.0
+    skip, window = 0, []  # steps already done in the first epoch (a resumed mid-epoch stop), and their losses
     if resume:
         state = ctx.on_main(lambda: _read_resume(cfg, ckpt_path, run_dir, ctx.world_size))
         ckpt = state["ckpt"]
@@ -274,8 +287,12 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
         gen_update.set_state(ckpt["rng"]["update"])
         gen_perturb.set_state(ckpt["rng"]["perturb"])
         start_epoch, step, grad_evals, best = ckpt["epoch"], ckpt["step"], ckpt["grad_evals"], ckpt["best"]
+        skip, window = int(ckpt.get("batch_index", 0)), [float(v) for v in ckpt.get("window", [])]
         if state["last_eval"] is not None:
             return state["last_eval"]
+        if ckpt.get("stopped"):
+            distributed.note(f"note: resuming {ckpt_path}, written when training stopped at step {ckpt['step']}: "
+                             f"{ckpt['stopped'].get('reason', '')}")
         saved_states = ckpt.get("callbacks")
         if isinstance(saved_states, list):  # by position; each callback checks that the state is its own
             for cb, saved in zip(callbacks, saved_states):
@@ -294,24 +311,49 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
     log = MetricsLog(run_dir / METRICS_FILE) if ctx.is_main else distributed.NullLog()
     run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
     n_batches = len(data.train) // cfg.batch_size
-    bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches, disable=not progress,
+    bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches + skip, disable=not progress,
                desc=f"{cfg.method}{'' if cfg.method != 'sast' else f' rho={cfg.rho:g}'}", unit="step",
                file=sys.stderr, dynamic_ncols=True)
     record: dict[str, Any] = {}
+
+    def state(epoch_done: int, rng: dict[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+        """What a checkpoint holds besides the model (``extra``: a stop's position in the epoch)."""
+        return dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch_done, step=run.step,
+                    grad_evals=run.grad_evals, world_size=ctx.world_size, rng=rng, log_records=log.records,
+                    callbacks=[cb.state_dict() for cb in callbacks], **extra)
+
+    def stop_here(stop: StopTraining, epoch: int, batch_index: int, rng: dict[str, torch.Tensor]) -> None:
+        """A callback stopped training after ``batch_index`` steps of ``epoch``: ckpt.pt of this state (one process)."""
+        stopped = {"step": run.step, "epoch": epoch, "reason": str(stop)}
+        checkpoint.save(ckpt_path, model, best=best, **state(epoch, rng, batch_index=batch_index,
+                                                            window=list(window), stopped=stopped))
+
+    def generators() -> dict[str, torch.Tensor]:
+        return {"update": gen_update.get_state(), "perturb": gen_perturb.get_state()}
+
     try:
-        for cb in callbacks:
-            cb.on_train_start(run)
+        try:
+            for cb in callbacks:
+                cb.on_train_start(run)
+        except StopTraining as stop:  # before any step of this launch: the state it started from
+            if not ctx.enabled:
+                stop_here(stop, start_epoch, skip, generators())
+            raise
+        pending: StopTraining | None = None  # under torchrun: a stop asked for during the epoch, taken at its end
         for epoch in range(start_epoch, cfg.epochs):
             run.epoch = epoch
             model.train()
+            epoch_rng = generators()  # before this epoch's draws: a mid-epoch checkpoint redraws its batches
             batches = _batches(len(data.train), cfg.batch_size, gen_update)
             if cfg.method == "sast" and cfg.sam_batch == "independent":
                 perturb_batches = _batches(len(data.train), cfg.batch_size, gen_perturb)
             else:
                 perturb_batches = batches
             t0 = time.perf_counter()
-            window: list[float] = []
-            for i in range(n_batches):
+            first, skip = skip, 0
+            if first == 0:
+                window = []
+            for i in range(first, n_batches):
                 batch = data.train.batch(ctx.shard(batches[i]), device)  # this rank's part of the global batch
                 if cfg.method == "sast":
                     pbatch = (data.train.batch(ctx.shard(perturb_batches[i]), device)
@@ -341,14 +383,21 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
                              "grad_norm": stats.grad_norm, "grad_evals": run.grad_evals,
                              **({"perturbed_loss": stats.perturbed_loss} if stats.perturbed_loss is not None else {})})
                     window = []
-                for cb in callbacks:
-                    cb.on_step_end(run, stats)
+                try:
+                    for cb in callbacks:
+                        cb.on_step_end(run, stats)
+                except StopTraining as stop:
+                    if ctx.enabled:
+                        pending = pending or stop
+                    else:
+                        stop_here(stop, epoch, i + 1, epoch_rng)
+                        raise
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{stats.loss:.3f}", **run.postfix, refresh=False)
             seconds = time.perf_counter() - t0
 
             def end_epoch() -> dict[str, Any]:  # rank 0: evaluation, checkpoints, callbacks
-                nonlocal best
+                nonlocal best, pending
                 model.eval()
                 val = evaluate_split(model, data.val, device)
                 test = evaluate_split(model, data.test, device)
@@ -357,18 +406,23 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
                           **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
                 record["test_gap"] = record["test_smooth_acc"] - record["test_hard_acc"]
                 log.log(record)
-                bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", refresh=True)
-                for cb in callbacks:  # before the checkpoint, which holds their state and the log's length
-                    cb.on_epoch_end(run, record)
-                state = dict(train_config=cfg.to_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
-                             step=run.step, grad_evals=run.grad_evals, world_size=ctx.world_size,
-                             rng={"update": gen_update.get_state(), "perturb": gen_perturb.get_state()},
-                             log_records=log.records, callbacks=[cb.state_dict() for cb in callbacks])
+                try:
+                    for cb in callbacks:  # before the checkpoint, which holds their state and the log's length
+                        cb.on_epoch_end(run, record)
+                except StopTraining as stop:
+                    pending = pending or stop
+                bar.set_postfix(smooth=f"{test['smooth_acc']:.3f}", hard=f"{test['hard_acc']:.3f}", **run.postfix,
+                                refresh=True)
+                stopped = {} if pending is None else {"stopped": {"step": run.step, "epoch": epoch + 1,
+                                                                  "reason": str(pending)}}
+                saved = state(epoch + 1, generators(), **stopped)
                 score = val[f"{cfg.native_mode}_acc"]
                 if score > best:
                     best = score
-                    checkpoint.save(run_dir / BEST_FILE, model, best=best, **state)
-                checkpoint.save(ckpt_path, model, best=best, **state)
+                    checkpoint.save(run_dir / BEST_FILE, model, best=best, **saved)
+                checkpoint.save(ckpt_path, model, best=best, **saved)
+                if pending is not None:  # after the checkpoint; under torchrun every rank raises it (on_main)
+                    raise pending
                 return record
 
             record = ctx.on_main(end_epoch)  # the other ranks wait here, then go on with rank 0's record

@@ -1,7 +1,7 @@
 """`torchrun --nproc_per_node=2 -m sast.train` on the CPU (gloo) against one process over the same global batches.
 
 The tiny run takes global minibatches of b = 8 (4 a process) for 3 epochs, 66 steps, so
-the monitor's probe (every 50 steps) is logged at w_0 and at w_50. A 2-process run
+the monitor's probe (every 200 steps) is logged at w_0 only. A 2-process run
 adds the same per-sample gradients in another order, so it equals the single-process
 run up to float32 rounding: measured, the final parameters differ by at most 8e-7 (sf)
 and 5e-7 (sast) of each tensor's largest entry; :data:`RTOL` leaves a margin of 12. The
@@ -94,7 +94,7 @@ def _assert_logs_agree(one: Path, two: Path) -> None:
                 assert r2[f"{split}_{mode}_acc"] == r1[f"{split}_{mode}_acc"]  # rank 0 evaluates the whole split
                 assert r2[f"{split}_{mode}_loss"] == pytest.approx(r1[f"{split}_{mode}_loss"], rel=RTOL)
     probes1, probes2 = _records(one, "probe"), _records(two, "probe")
-    assert [r["step"] for r in probes1] == [r["step"] for r in probes2] == [0, 50]
+    assert [r["step"] for r in probes1] == [r["step"] for r in probes2] == [0]
     for r1, r2 in zip(probes1, probes2):
         assert r2["n_probe"] == r1["n_probe"] and r2["batch_size"] == r1["batch_size"] == BATCH
         for key in ("loss", "grad_norm_sq", "sigma2"):

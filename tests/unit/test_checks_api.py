@@ -48,14 +48,14 @@ def _fake_split(cfg: TrainConfig, split: str, shape=SHAPE) -> Split:
 
 @pytest.fixture
 def splits(monkeypatch) -> list[tuple[TrainConfig, str]]:
-    """sast.train.load_split replaced by fake frames (no data set is generated); the calls it got."""
+    """sast.train.splits.load_split (what checks._load calls) replaced by fake frames; the calls it got."""
     calls: list[tuple[TrainConfig, str]] = []
 
     def load_split(cfg: TrainConfig, split: str, progress: bool = True) -> Split:
         calls.append((cfg, split))
         return _fake_split(cfg, split)
 
-    monkeypatch.setattr(sast.train, "load_split", load_split)
+    monkeypatch.setattr(sast.train.splits, "load_split", load_split)
     return calls
 
 
@@ -101,7 +101,8 @@ def test_bad_split_dtype_or_device_is_one_line_of_check_input_error(tmp_path, sp
 
 
 def test_data_of_another_input_shape_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(sast.train, "load_split", lambda cfg, split, progress=True: _fake_split(cfg, split, (2, 4, 4)))
+    monkeypatch.setattr(sast.train.splits, "load_split",
+                        lambda cfg, split, progress=True: _fake_split(cfg, split, (2, 4, 4)))
     with pytest.raises(CheckInputError, match=r"input shape \(2, 4, 4\), the model expects \(2, 3, 3\)"):
         load_checkpoint(_save(tmp_path))
 

@@ -349,3 +349,65 @@ def test_flat_params_and_flatten_follow_named_parameters_order():
     assert torch.equal(flatten(named, batched=False), expected)
     w[0] += 1.0  # a copy: the model is unchanged
     assert not torch.equal(flat_params(model), w)
+
+
+# --------------------------------------------------------------------------- warm-started Lanczos (the live T4)
+
+
+def test_warm_started_lanczos_agrees_with_a_cold_start_and_eigvalsh():
+    # the live monitor's refresh: the Ritz vectors found at w start the run at w' (the weights moved)
+    model, x, y = make("dense-zero")
+    before = lanczos_extremes(HessianOperator(model, None, x, y), tol=1e-8, return_vectors=True)
+    assert before.vectors.shape == (2, sum(p.numel() for p in model.parameters()))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(5)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    H = exact_hessian(model, x, y)
+    ev = torch.linalg.eigvalsh(H)
+    radius = float(ev.abs().max())
+    op = HessianOperator(model, None, x, y)
+    for tol in (1e-3, 1e-8):
+        cold = lanczos_extremes(op, tol=tol)
+        warm = lanczos_extremes(op, tol=tol, start=before.vectors, return_vectors=True)
+        assert cold.converged and warm.converged
+        # the stopping rule's accuracy, relative to the spectral radius, on both ends and against the cold start
+        for r in (cold, warm):
+            assert abs(r.lambda_max - float(ev[-1])) <= tol * radius
+            assert abs(r.lambda_min - float(ev[0])) <= tol * radius
+        assert abs(warm.lambda_min - cold.lambda_min) <= 2 * tol * radius
+        assert abs(warm.lambda_max - cold.lambda_max) <= 2 * tol * radius
+        # the returned vectors are unit Ritz vectors: their Rayleigh quotients are the Ritz values
+        v = warm.vectors
+        assert torch.allclose(v.norm(dim=1), torch.ones(2, dtype=v.dtype), rtol=1e-12)
+        rq = [float(v[i] @ H @ v[i]) for i in range(2)]
+        assert rq == pytest.approx([warm.lambda_min, warm.lambda_max], rel=1e-9, abs=1e-12)
+    # deterministic: the same start gives the same run
+    a = lanczos_extremes(op, tol=1e-3, start=before.vectors)
+    b = lanczos_extremes(op, tol=1e-3, start=before.vectors)
+    assert (a.lambda_min, a.lambda_max, a.n_products) == (b.lambda_min, b.lambda_max, b.n_products)
+
+
+def test_a_warm_start_needs_few_products_on_a_slightly_changed_operator():
+    eigs = np.random.default_rng(3).uniform(-1, 4, 300)
+    A = random_symmetric(eigs, 0)
+    first = lanczos_extremes(A, tol=1e-3, return_vectors=True)
+    E = random_symmetric(np.random.default_rng(4).uniform(-1, 1, 300), 1)
+    B_ = A + 1e-3 * E  # the operator a few steps later
+    ev = torch.linalg.eigvalsh(B_)
+    cold = lanczos_extremes(B_, tol=1e-3)
+    warm = lanczos_extremes(B_, tol=1e-3, start=first.vectors)
+    assert warm.converged and warm.n_products <= cold.n_products // 3  # measured: 6 against 37
+    radius = float(ev.abs().max())
+    assert abs(warm.lambda_max - float(ev[-1])) <= 1e-3 * radius
+    assert abs(warm.lambda_min - float(ev[0])) <= 1e-3 * radius
+
+
+def test_a_bad_start_is_refused_in_one_line():
+    A = random_symmetric(np.linspace(-1, 2, 10), 0)
+    with pytest.raises(ValueError, match="start must have shape"):
+        lanczos_extremes(A, start=torch.ones(11))
+    with pytest.raises(ValueError, match="zero or not finite"):
+        lanczos_extremes(A, start=torch.zeros(2, 10))
+    one = lanczos_extremes(A, tol=1e-10, start=torch.ones(10))  # a plain vector works too
+    assert (one.lambda_min, one.lambda_max) == pytest.approx((-1.0, 2.0), rel=1e-8)
