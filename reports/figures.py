@@ -248,6 +248,40 @@ def _note_dropped(ax: Axes, dropped: int) -> None:
 
 # --- figures ------------------------------------------------------------------------------------
 
+def draw_estimate_and_bound(ax: Axes, steps: Sequence[float], estimates: Sequence[float | None],
+                            bounds: Sequence[float | None], assumption_failed: Sequence[bool],
+                            violated: Sequence[bool], *, violation_edge_width: float | None = None
+                            ) -> tuple[list[float], int] | None:
+    """A check's estimate and bound over steps on ``ax``, failing assumptions ringed, violations crossed.
+
+    Returns the steps drawn and how many values were not positive (not drawable on a log
+    axis), or None after marking ``ax`` empty when nothing is drawable. Shared by the run
+    report's timelines and the live monitor's figure (``reports.monitor_figures``).
+    """
+    ex, ey, dropped_e = _positive_pairs(steps, estimates)
+    bx, by, dropped_b = _positive_pairs(steps, bounds)
+    if not ex and not bx:
+        _no_data(ax)
+        return None
+    if bx:
+        ax.plot(bx, by, color=BLACK, linestyle="--", linewidth=1.2, label="bound",
+                marker="_" if len(bx) <= MAX_MARKED_POINTS else None, markersize=BOUND_TICK_SIZE)
+    if ex:
+        ax.plot(ex, ey, color=BLUE, marker="o" if len(ex) <= MAX_MARKED_POINTS else None,
+                markersize=MARKER_SIZE, linewidth=1.2, label="estimate")
+    fail = [(s, e) for s, e, f in zip(steps, estimates, assumption_failed) if f and _finite(e) and e > 0]
+    if fail:
+        ax.plot(*zip(*fail), linestyle="none", marker="^", markersize=VIOLATION_MARKER_SIZE,
+                markerfacecolor="none", markeredgecolor=ORANGE, markeredgewidth=1.4,
+                label="assumption fails")
+    bad = [(s, e) for s, e, v in zip(steps, estimates, violated) if v and _finite(e) and e > 0]
+    if bad:
+        ax.plot(*zip(*bad), linestyle="none", marker="X", markersize=VIOLATION_MARKER_SIZE,
+                color=VERMILLION, label="violated",
+                **({} if violation_edge_width is None else {"markeredgewidth": violation_edge_width}))
+    return ex + bx, dropped_e + dropped_b
+
+
 def check_timeline_svg(
     steps: Sequence[int],
     estimates: Sequence[float | None],
@@ -267,32 +301,16 @@ def check_timeline_svg(
     def draw() -> Figure:
         fig, (ax,) = _new_figure()
         ax.set_title(text(title), loc="left")
-        ex, ey, dropped_e = _positive_pairs(steps, estimates)
-        bx, by, dropped_b = _positive_pairs(steps, bounds)
-        if not ex and not bx:
-            _no_data(ax)
+        drawn = draw_estimate_and_bound(ax, steps, estimates, bounds, assumption_failed, violated)
+        if drawn is None:
             return fig
-        if bx:
-            ax.plot(bx, by, color=BLACK, linestyle="--", linewidth=1.2, label="bound",
-                    marker="_" if len(bx) <= MAX_MARKED_POINTS else None, markersize=BOUND_TICK_SIZE)
-        if ex:
-            ax.plot(ex, ey, color=BLUE, marker="o" if len(ex) <= MAX_MARKED_POINTS else None,
-                    markersize=MARKER_SIZE, linewidth=1.2, label="estimate")
-        fail = [(s, e) for s, e, f in zip(steps, estimates, assumption_failed) if f and _finite(e) and e > 0]
-        if fail:
-            ax.plot(*zip(*fail), linestyle="none", marker="^", markersize=VIOLATION_MARKER_SIZE,
-                    markerfacecolor="none", markeredgecolor=ORANGE, markeredgewidth=1.4,
-                    label="assumption fails")
-        bad = [(s, e) for s, e, v in zip(steps, estimates, violated) if v and _finite(e) and e > 0]
-        if bad:
-            ax.plot(*zip(*bad), linestyle="none", marker="X", markersize=VIOLATION_MARKER_SIZE,
-                    color=VERMILLION, label="violated")
+        xs, dropped = drawn
         _log_axis(ax)
-        _step_axis(ax, ex + bx)
+        _step_axis(ax, xs)
         ax.set_xlabel("training step")
         ax.set_ylabel("value (log scale)")
         _legend_outside(ax)
-        _note_dropped(ax, dropped_e + dropped_b)
+        _note_dropped(ax, dropped)
         return fig
 
     return _render(key, f"{title}: estimate and bound over training steps", draw)

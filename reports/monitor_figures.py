@@ -13,24 +13,16 @@ from collections.abc import Sequence
 from matplotlib.figure import Figure
 
 from reports.figures import (  # the plumbing of the run report's figures, shared
-    BLACK,
-    BLUE,
-    BOUND_TICK_SIZE,
     GREY,
-    MARKER_SIZE,
-    MAX_MARKED_POINTS,
     ORANGE,
     VERMILLION,
-    VIOLATION_MARKER_SIZE,
-    _finite,
     _legend_outside,
     _log_axis,
     _new_figure,
-    _no_data,
     _note_dropped,
-    _positive_pairs,
     _render,
     _step_axis,
+    draw_estimate_and_bound,
     text,
 )
 
@@ -64,26 +56,14 @@ def monitor_timeline_svg(
     def draw() -> Figure:
         fig, (ax,) = _new_figure()
         ax.set_title(text(title), loc="left")
-        ex, ey, dropped_e = _positive_pairs(steps, estimates)
-        bx, by, dropped_b = _positive_pairs(steps, bounds)
-        if not ex and not bx:
-            _no_data(ax)
+        drawn = draw_estimate_and_bound(ax, steps, estimates, bounds,
+                                        [st == "assumption fails" for st in statuses],
+                                        [st == "violated" for st in statuses], violation_edge_width=1.4)
+        if drawn is None:
             return fig
-        if bx:
-            ax.plot(bx, by, color=BLACK, linestyle="--", linewidth=1.2, label="bound",
-                    marker="_" if len(bx) <= MAX_MARKED_POINTS else None, markersize=BOUND_TICK_SIZE)
-        if ex:
-            ax.plot(ex, ey, color=BLUE, marker="o" if len(ex) <= MAX_MARKED_POINTS else None,
-                    markersize=MARKER_SIZE, linewidth=1.2, label="estimate")
-        for status, marker, colour, label in (("assumption fails", "^", ORANGE, "assumption fails"),
-                                              ("violated", "X", VERMILLION, "violated")):
-            pts = [(s, e) for s, e, st in zip(steps, estimates, statuses) if st == status and _finite(e) and e > 0]
-            if pts:
-                ax.plot(*zip(*pts), linestyle="none", marker=marker, markersize=VIOLATION_MARKER_SIZE,
-                        markerfacecolor="none" if marker == "^" else colour, markeredgecolor=colour,
-                        markeredgewidth=1.4, label=label)
+        xs, dropped = drawn
         _log_axis(ax)
-        _step_axis(ax, ex + bx)
+        _step_axis(ax, xs)
         changes = status_changes(steps, statuses)
         for i, (step, _, new) in enumerate(changes):
             ax.axvline(step, color=CHANGE_COLOURS.get(new, GREY), linestyle=":", linewidth=1.0,
@@ -94,7 +74,7 @@ def monitor_timeline_svg(
         ax.set_xlabel("training step")
         ax.set_ylabel("value (log scale)")
         _legend_outside(ax)
-        _note_dropped(ax, dropped_e + dropped_b)
+        _note_dropped(ax, dropped)
         return fig
 
     return _render(key, f"{title}: estimate and bound over training steps, status changes marked", draw)
