@@ -61,6 +61,17 @@ class Observation:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+
+def _transition_blocks(g: np.ndarray, n: int, T: int) -> np.ndarray:
+    """M[b, i, t, k] = prod_{k <= j < t} g[b, j, i] (1 on the diagonal, 0 above): how the state of neuron i at
+    step k carries to step t through the recurrence's derivatives g (b samples, T steps, n neurons)."""
+    M = np.zeros((g.shape[0], n, T, T))
+    for t in range(T):
+        if t > 0:
+            M[:, :, t, :t] = M[:, :, t - 1, :t] * g[:, t - 1, :, None]
+        M[:, :, t, t] = 1.0
+    return M
+
 def _plan_inputs(model: SNN, x: torch.Tensor, spikes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Each spiking layer's actual input (pooled, flattened: (B, T, n_in)) and the readout's, from the spikes."""
     B, T = x.shape[0], x.shape[1]
@@ -251,11 +262,7 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
     for b0 in range(0, B, per):
         g_, s_ = gp[b0:b0 + per], sp[b0:b0 + per]
         b = g_.shape[0]
-        M = np.zeros((b, n, T, T))
-        for t in range(T):
-            if t > 0:
-                M[:, :, t, :t] = M[:, :, t - 1, :t] * g_[:, t - 1, :, None]
-            M[:, :, t, t] = 1.0
+        M = _transition_blocks(g_, n, T)
         K[b0:b0 + b] = M.max(axis=1).sum(axis=2).max(axis=1)
         if norms:
             Mn[b0:b0 + b] = _spectral(M).reshape(b, n).max(axis=1)
@@ -381,11 +388,7 @@ def one_layer_second_order(model: SNN, m: Measured) -> dict[str, np.ndarray] | N
         sl = slice(b0, b0 + per)
         g_, s1, s2, gg = gp[sl], sp[sl].transpose(0, 2, 1), spp[sl].transpose(0, 2, 1), gpp[sl].transpose(0, 2, 1)
         b = g_.shape[0]
-        M = np.zeros((b, n, T, T))
-        for t in range(T):
-            if t > 0:
-                M[:, :, t, :t] = M[:, :, t - 1, :t] * g_[:, t - 1, :, None]
-            M[:, :, t, t] = 1.0
+        M = _transition_blocks(g_, n, T)
         C2 = ((M @ gram[sl, None]) * M).sum(axis=3)  # (b, n, T): ||c_{t,i}||^2
         drive = np.zeros((b, n, T))
         drive[:, :, 1:] = gg[:, :, :-1] * C2[:, :, :-1]
