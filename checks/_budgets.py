@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from checks._result import DETERMINISTIC
 from checks.local import (Observation, loss_constants, measure, observe, one_layer_second_order, readout_composite,
                           readout_constants)
 from sast.model import SNN
@@ -40,10 +41,13 @@ class Local:
     bound: float | None
     looseness: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    kind: str = DETERMINISTIC
+    failure_probability: float | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The keywords of ``make_result``."""
-        return {"local_bound": self.bound, "looseness": self.looseness}
+        """The keywords of ``make_result``: the bound, its budget, and what kind of certificate it is."""
+        return {"local_bound": self.bound, "looseness": self.looseness, "local_kind": self.kind,
+                "local_failure_probability": self.failure_probability}
 
 
 LOCAL_HELP = ("also compute the local bound (the same proof with each worst-case constant measured at w on the probe) "

@@ -69,10 +69,17 @@ def local_line(r: CheckResult) -> str | None:
     fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
     line = (f"global {fmt(r.bound)}, local {fmt(r.local_bound)}, estimate {fmt(r.estimate)}; "
             f"slack {_slack(r.bound, r.estimate)} global, {_slack(r.local_bound, r.estimate)} local")
+    if r.local_kind:
+        line += f"; {r.local_kind}"
+        if r.local_failure_probability is not None:
+            line += f" (fails with probability <= {r.local_failure_probability:.2g})"
     steps = [e for e in r.looseness[:-1] if isinstance(e.get("log10_ratio"), (int, float))]
     if steps:
         top = max(steps, key=lambda e: e["log10_ratio"])
         line += f"; top factor: {top['factor']} ({10 ** top['log10_ratio']:.3g}x)"
+    if r.local_holds is False:
+        line += ("; its premise fails (local value below the estimate)" if r.local_kind == "conditional"
+                 else "; BROKEN CERTIFICATE: the local bound lies below what it bounds")
     return line
 
 

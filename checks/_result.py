@@ -6,7 +6,9 @@ A check holds one empirical estimate against one upper bound of THEORY.md
     ratio  = estimate / bound                          (None without a bound)
     holds  = estimate <= bound * (1 + rtol)             (None without a bound; never faked)
     status = "violated"          if a bound applies and the estimate exceeds it,
-                                 whatever the assumptions say;
+                                 whatever the assumptions say, or if the record's
+                                 local bound (a certificate at w on the probe) lies
+                                 below what it bounds (``local_holds`` False);
              "assumption fails"  if the bound holds but some assumption is False
                                  (the finite-T forms of THEORY.md still apply, so the
                                  comparison is meaningful, but the guarantee is weaker);
@@ -29,6 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runfolder import NOT_APPLICABLE, SCHEMA_VERSION, STATUSES, VIOLATED, derive_status, plain
+
+# What a local bound is (``CheckResult.local_kind``): a deterministic certificate at (w, probe); a
+# probabilistic one, which fails with at most ``local_failure_probability`` over the estimator's random
+# start; or a conditional value, valid only under a premise the toolkit does not verify (T6's local RHS
+# assumes F is L_local-smooth between the logged points). A certificate below what it bounds makes the
+# record "violated"; a conditional value below it only shows that its premise fails (``local_holds``).
+DETERMINISTIC = "deterministic"
+PROBABILISTIC = "probabilistic"
+CONDITIONAL = "conditional"
+LOCAL_KINDS: tuple[str, ...] = (DETERMINISTIC, PROBABILISTIC, CONDITIONAL)
 
 _BAD_STATUS = "status must be one of {allowed}, got {got!r}"
 _NONFINITE = (
@@ -68,7 +80,10 @@ class CheckResult:
     ``details["local"]["reason"]``); ``looseness``, the budget from the global bound to the
     estimate, one ``{factor, worst_case, measured, log10_ratio}`` per substituted factor in
     the order of substitution, then the remaining proof slack (the log10 ratios sum to
-    log10(bound / estimate)).
+    log10(bound / estimate)); ``local_holds``, whether the local bound lies at or above what it
+    bounds (the estimate, or ``details["local"]["local_estimate"]`` where the estimate covers more;
+    None without a local bound). A broken certificate (``local_holds`` False) makes the record
+    "violated", like a violated global bound.
     """
 
     id: str
@@ -89,6 +104,9 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     local_bound: float | None = None
     looseness: list[dict[str, Any]] = field(default_factory=list)
+    local_holds: bool | None = None
+    local_kind: str | None = None
+    local_failure_probability: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -107,6 +125,17 @@ class CheckResult:
             )
         if self.holds is not None and self.holds != (self.status != VIOLATED):
             raise ValueError(f"check {self.id!r}: holds={self.holds!r} contradicts status {self.status!r}")
+        if self.local_kind is not None and self.local_kind not in LOCAL_KINDS:
+            raise ValueError(f"check {self.id!r}: local_kind must be one of {', '.join(LOCAL_KINDS)}, "
+                             f"got {self.local_kind!r}")
+        if self.local_holds is not None and (self.local_bound is None or (
+                self.local_holds is False and self.holds and self.local_kind != CONDITIONAL)):
+            raise ValueError(f"check {self.id!r}: local_holds={self.local_holds!r} contradicts local_bound="
+                             f"{self.local_bound!r} and holds={self.holds!r} (a broken certificate is a violation)")
+        p = self.local_failure_probability
+        if p is not None and not (self.local_kind == PROBABILISTIC and 0.0 < p < 1.0):
+            raise ValueError(f"check {self.id!r}: local_failure_probability={p!r} needs local_kind "
+                             f"{PROBABILISTIC!r} and a value in (0, 1)")
 
     def to_json(self) -> dict[str, Any]:
         """This record as plain JSON types (dict, list, str, int, float, bool, None).
@@ -162,6 +191,9 @@ def make_result(
     details: Mapping[str, Any] | None = None,
     local_bound: float | None = None,
     looseness: list[Mapping[str, Any]] | None = None,
+    local_estimate: float | None = None,
+    local_kind: str | None = None,
+    local_failure_probability: float | None = None,
 ) -> CheckResult:
     """Build a :class:`CheckResult`, deriving ratio, holds and status by :func:`runfolder.derive_status`.
 
@@ -174,7 +206,12 @@ def make_result(
     even when an assumption fails; a bound that holds with a failing assumption
     is "assumption fails". ``dtype`` and ``device`` may be torch objects or
     strings ("torch.float32" is stored as "float32"). ``local_bound`` and ``looseness``:
-    see :class:`CheckResult` (a non-finite local bound is stored as None).
+    see :class:`CheckResult` (a non-finite local bound is stored as None); the local bound is held
+    against ``local_estimate`` (default ``estimate``: what the certificate bounds) with the same
+    ``rtol``, and a local bound below it makes the record "violated" where it is a certificate
+    (``local_kind`` "deterministic", the default, or "probabilistic" with its
+    ``local_failure_probability``); a "conditional" local value is compared (``local_holds``)
+    without changing the status.
 
     Raises ValueError for a NaN or infinite bound or estimate (pass None and say
     why in ``details``), for a bound given without an estimate, and for a
@@ -182,7 +219,17 @@ def make_result(
     """
     bound = _finite_or_none(bound, "bound", id)
     estimate = _finite_or_none(estimate, "estimate", id)
-    verdict = derive_status(bound, estimate, assumptions, rtol=rtol)  # refuses a negative rtol first
+    local_bound = None if local_bound is None or not math.isfinite(float(local_bound)) else float(local_bound)
+    local_estimate = _finite_or_none(local_estimate, "local_estimate", id)
+    if local_bound is not None and local_kind is None:
+        local_kind = DETERMINISTIC
+    certificate = local_bound if local_kind != CONDITIONAL else None
+    verdict = derive_status(bound, estimate, assumptions, rtol=rtol, local_bound=certificate,
+                            local_estimate=local_estimate)  # refuses a negative rtol first
+    local_holds = verdict.local_holds
+    if local_kind == CONDITIONAL and local_bound is not None and estimate is not None:
+        local_holds = derive_status(local_bound, estimate if local_estimate is None else local_estimate,
+                                    rtol=rtol).holds
     if bound is not None and estimate is None:
         raise ValueError(
             f"check {id!r} has bound {bound} but no estimate; pass the estimate, or bound=None "
@@ -208,6 +255,10 @@ def make_result(
         seconds=float(seconds),
         schema_version=SCHEMA_VERSION,
         details=plain(dict(details or {})),
-        local_bound=None if local_bound is None or not math.isfinite(float(local_bound)) else float(local_bound),
+        local_bound=local_bound,
         looseness=plain([dict(e) for e in (looseness or [])]),
+        local_holds=local_holds,
+        local_kind=local_kind if local_bound is not None else None,
+        local_failure_probability=(None if local_bound is None or local_failure_probability is None
+                                   else float(local_failure_probability)),
     )

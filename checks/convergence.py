@@ -54,7 +54,7 @@ from checks._budgets import Local, finish, not_computed
 from checks._cli import DTYPES, format_results, write_results
 from checks._common import CheckInputError
 from checks._load import DEFAULT_PROBE, load_checkpoint, resolve_device
-from checks._result import CheckResult, make_result
+from checks._result import CONDITIONAL, CheckResult, make_result
 from runfolder import EXIT_CODES_EPILOG, check_writable, guard
 from sast.runlog import read_jsonl
 from theory import bounds
@@ -208,6 +208,7 @@ def _local(series: Sequence[tuple[int, float]], steps: list[int], j: int, L: flo
     out = finish(bound, steps_, estimate, f"local: at the {len(series)} logged w_k on the monitor's probe "
                          "(T4 local bounds), not between them", premise_holds_everywhere=all(p["holds"] for p in premise))
     out.details["per_step"] = per_step
+    out.kind = CONDITIONAL  # T6 with the local L needs F to be L_local-smooth between the logged points: unverified
     return out
 
 

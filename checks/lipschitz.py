@@ -189,7 +189,8 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     loc = (_budgets.t3(model, probe, c, rec, estimate, jac_max) if local
            else _budgets.not_computed("not requested (local=False)"))
     details["local"] = loc.details
-    return make_result("T3", "input Lipschitz", bound=rec.value, estimate=estimate, **loc.fields(),
+    # the local bound certifies ||dz/dx|| at the probe points, not the adversarial secants: held against jac_max
+    return make_result("T3", "input Lipschitz", bound=rec.value, estimate=estimate, **loc.fields(), local_estimate=jac_max,
                        assumptions=merged_assumptions(rec), converged=all(jac.converged),
                        rtol=NUMERIC_RTOL.get(next(model.parameters()).dtype, NUMERIC_RTOL_DEFAULT),
                        n_products=jac.n_products, seed=seed, seconds=sw.seconds, details=details,

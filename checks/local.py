@@ -17,7 +17,7 @@ valid replacement of the worst-case constant it names:
   E_l = max_{t,i} ||sum_j M_i[t, j] (a_j, 1)||, J1_l = ||W^l diag(max_t sig'^{l-1})||,
   J2_l = ||W^l diag(max_t |sig''^{l-1}|)|| (dense, exact; W^l with its pooling folded in);
 - T3's readout composite N = ||[W^o diag(c_j) W^D]_j||, c_{j,i} = (1/T) sum_{t>=j} sig'_{t,i} M_i[t, j]
-  (dense last layer; for D = 1 and g' >= 0 it is the exact input-Jacobian norm);
+  with M_i from the SIGNED g' (dense last layer; for D = 1 it is the exact input-Jacobian norm);
 - for one dense spiking layer, T4's Z2 per neuron (:func:`one_layer_second_order`);
 - the logit-Jacobian norm ||J_i||, the cross-entropy constants h_i = ||diag(p) - p p^T||,
   g_i = ||p - e_y|| and the Gauss-Newton norm ||J_i^T H_i J_i|| at the probe's logits.
@@ -249,15 +249,21 @@ class Measured:
     inputs: list[np.ndarray] = field(default_factory=list)  # per layer the (upper bounds of the) inputs (B, T, n_in)
 
 
-def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norms: bool, readout: bool) -> dict[str, np.ndarray]:
+def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norms: bool,
+                g_signed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per sample: K, and optionally ||M||, ||diag(sig') M||, E^2 (own-parameter Jacobian) and c (readout weights).
 
     gp, sp: (B, T, n) elementwise |g'| and sig' (sups); gram: (B, T, T) = a_j . a_k + 1 of the
-    layer's input (dense own-parameter term), or None.
+    layer's input (dense own-parameter term), or None. K, the norms and E bound their signed
+    counterparts (entrywise |M| >= |signed M|; a spectral norm, and a quadratic form with a
+    nonnegative Gram, grow with the entries' absolute values). ``g_signed`` (B, T, n), the signed
+    g' at the states, gives T3's readout weights c from the SIGNED transition blocks: c enters
+    W^o diag(c_j) W^D between two signed matrices, where |c| would bound nothing (zero reset makes
+    g' negative where u sig'(u - theta) beta > 1 - sig(u - theta)).
     """
     B, T, n = gp.shape
     K, Mn, Sn, E2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
-    c = np.zeros((B, T, n)) if readout else None
+    c = np.zeros((B, T, n)) if g_signed is not None else None
     per = max(1, _PAIR_CHUNK // max(n, 1))
     for b0 in range(0, B, per):
         g_, s_ = gp[b0:b0 + per], sp[b0:b0 + per]
@@ -271,7 +277,8 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
         if gram is not None:  # row t of M_i against (a_j . a_k + 1): ||sum_j M_i[t, j] (a_j, 1)||^2
             E2[b0:b0 + b] = ((M @ gram[b0:b0 + b, None]) * M).sum(axis=3).max(axis=(1, 2))
         if c is not None:
-            c[b0:b0 + b] = (np.swapaxes(s_, 1, 2)[:, :, None, :] @ M)[:, :, 0, :].transpose(0, 2, 1) / T
+            Ms = _transition_blocks(g_signed[b0:b0 + per], n, T)
+            c[b0:b0 + b] = (np.swapaxes(s_, 1, 2)[:, :, None, :] @ Ms)[:, :, 0, :].transpose(0, 2, 1) / T
     return {"K": K, "M_norm": Mn, "S_norm": Sn, "E2": E2, "c": c}
 
 
@@ -318,7 +325,9 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
         lc, a = layers[l], inputs[l]
         lc.A = np.linalg.norm(a, axis=2).max(axis=1)
         gram = np.einsum("btk,bsk->bts", a, a) + 1.0 if spec.kind == "dense" else None
-        rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, readout=at_w and l == D - 1)
+        signed = (g_derivative(obs.u[l], 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset) if at_w and l == D - 1
+                  else None)
+        rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, g_signed=signed)
         lc.K, lc.c = rec["K"], rec["c"]
         if norms and at_w:
             lc.M_norm, lc.S_norm = rec["M_norm"], rec["S_norm"]

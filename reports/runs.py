@@ -129,6 +129,14 @@ class Check:
     status_derived: bool = False
     local_bound: float | None = None
     looseness: list[dict[str, Any]] = field(default_factory=list)
+    local_holds: bool | None = None
+    local_kind: str | None = None
+    local_failure_probability: float | None = None
+
+    @property
+    def broken_certificate(self) -> bool:
+        """Whether the local bound, a certificate (not a conditional value), lies below what it bounds."""
+        return self.local_holds is False and self.local_kind != "conditional"
 
     @property
     def slack(self) -> float | None:
@@ -212,6 +220,9 @@ def parse_check(record: Any, source: str, step: int | None = None) -> Check | No
         status_derived=derived,
         local_bound=number(record.get("local_bound")),
         looseness=parse_looseness(record.get("looseness")),
+        local_holds=flag(record.get("local_holds")),
+        local_kind=record["local_kind"] if isinstance(record.get("local_kind"), str) else None,
+        local_failure_probability=number(record.get("local_failure_probability")),
     )
 
 

@@ -57,12 +57,15 @@ def check_result(
 ) -> dict[str, Any]:
     """A CheckResult dict with ratio, holds and status derived by :func:`runfolder.derive_status`.
 
-    ``local_bound`` and ``looseness`` (optional fields) are written only when given, as an old record lacks them.
+    ``local_bound`` and ``looseness`` (optional fields) are written only when given, as an old record lacks them;
+    a local bound is a deterministic certificate, held against the estimate by the same rule.
     """
     assumptions = dict(assumptions or {})
-    verdict = runfolder.derive_status(bound, estimate, assumptions)
+    verdict = runfolder.derive_status(bound, estimate, assumptions, local_bound=local_bound)
     extra = {} if local_bound is None and looseness is None else {"local_bound": local_bound,
                                                                   "looseness": list(looseness or [])}
+    if local_bound is not None:
+        extra.update(local_holds=verdict.local_holds, local_kind="deterministic")
     return {**extra, "id": id, "name": runfolder.STATEMENT_NAMES.get(id, id.lower()), "bound": bound, "estimate": estimate,
             "ratio": verdict.ratio, "holds": verdict.holds, "status": verdict.status, "assumptions": assumptions,
             "converged": True, "n_products": 40, "seed": seed, "dtype": "float32", "device": "cpu", "seconds": 1.2,

@@ -131,6 +131,12 @@ def _statement_notes(check: Check, run: Run) -> list[str]:
         notes.append("the estimator did not converge: the estimate may be too low")
     if check.status_derived:
         notes.append("status not recorded; derived from holds and assumptions")
+    if check.broken_certificate:
+        notes.append(f"broken certificate: the local bound {fmt.num(check.local_bound)} lies below what it bounds")
+    elif check.local_holds is False:
+        notes.append("the conditional local value lies below the estimate: its premise fails")
+    if check.local_kind == "probabilistic" and check.local_failure_probability is not None:
+        notes.append(f"local bound probabilistic: fails with probability ≤ {check.local_failure_probability:.2g}")
     if _CONTRACTION in check.failed_assumptions:
         notes.append("A4 fails: the finite-T forms still hold but grow with T")
     d = check.details
@@ -190,8 +196,14 @@ def violations(run: Run) -> list[tuple[str, str]]:
     for check in run.final_checks().values():
         if check.status == VIOLATED:
             where = check.source if check.step is None else f"{check.source}, step {check.step}"
-            found.append((check.id, f"{check.id} ({check.name}): estimate {fmt.num(check.estimate)} exceeds "
-                                    f"the bound {fmt.num(check.bound)} ({where})."))
+            if check.broken_certificate and (check.holds is False) and not (
+                    check.estimate is not None and check.bound is not None and check.estimate > check.bound):
+                found.append((check.id, f"{check.id} ({check.name}): broken certificate: the local bound "
+                                        f"{fmt.num(check.local_bound)} lies below the estimate "
+                                        f"{fmt.num(check.estimate)} ({where})."))
+            else:
+                found.append((check.id, f"{check.id} ({check.name}): estimate {fmt.num(check.estimate)} exceeds "
+                                        f"the bound {fmt.num(check.bound)} ({where})."))
     for sid, series in run.live_series().items():
         bad = [c for c in series if c.status == VIOLATED]
         if bad:

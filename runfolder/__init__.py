@@ -101,21 +101,29 @@ STATUSES: tuple[str, ...] = (HOLDS, VIOLATED, ASSUMPTION_FAILS, NOT_APPLICABLE)
 
 @dataclass(frozen=True)
 class Verdict:
-    """What :func:`derive_status` derives: ``ratio = estimate / bound``, ``holds``, ``status``."""
+    """What :func:`derive_status` derives: ``ratio = estimate / bound``, ``holds``, ``status``, and
+    ``local_holds`` (None without a local bound: whether the local certificate lies at or above what it bounds)."""
 
     ratio: float | None
     holds: bool | None
     status: str
+    local_holds: bool | None = None
 
 
 def derive_status(bound: float | None, estimate: float | None, assumptions: Mapping[str, bool] | None = None,
-                  *, rtol: float = 0.0) -> Verdict:
+                  *, rtol: float = 0.0, local_bound: float | None = None,
+                  local_estimate: float | None = None) -> Verdict:
     """The one rule that turns a bound, an estimate and the assumptions into a status word.
 
     - no bound or no estimate: ``holds`` and ``ratio`` are None, status "not applicable";
     - ``holds = estimate <= bound * (1 + rtol)`` (``rtol`` the estimator's stated accuracy,
       never a loosening of the bound); an estimate above the bound is "violated" whatever
       the assumptions say;
+    - a local bound is a certificate at (w, probe) of the quantity the estimate measures there
+      (``local_estimate``, default ``estimate``, where the estimate also covers more, as T3's
+      adversarial secants do): ``local_holds = local_estimate <= local_bound * (1 + rtol)``, and a
+      local bound below it makes the record "violated" too (``holds`` False) however far the
+      global bound lies above: a certificate below what it bounds is broken;
     - a bound that holds with some assumption False is "assumption fails" (THEORY.md's
       finite-T forms still apply, but the guarantee is weaker); otherwise "holds".
     """
@@ -125,7 +133,12 @@ def derive_status(bound: float | None, estimate: float | None, assumptions: Mapp
         return Verdict(None, None, NOT_APPLICABLE)
     ratio = estimate / bound if bound != 0 else None
     holds = bool(estimate <= bound * (1.0 + rtol))  # a Python bool even for numpy scalars
-    return Verdict(ratio, holds, status_from_holds(holds, assumptions))
+    local_holds = None
+    if local_bound is not None:
+        measured = estimate if local_estimate is None else local_estimate
+        local_holds = bool(measured <= local_bound * (1.0 + rtol))
+        holds = holds and local_holds
+    return Verdict(ratio, holds, status_from_holds(holds, assumptions), local_holds)
 
 
 def status_from_holds(holds: bool, assumptions: Mapping[str, bool] | None = None) -> str:

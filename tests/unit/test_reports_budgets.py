@@ -30,6 +30,23 @@ def test_report_renders_the_budget_and_local_columns(tmp_path: Path) -> None:
     assert t4.local_slack == 4.0
 
 
+def test_a_broken_certificate_reads_violated_in_the_verdict_table_and_the_banner(tmp_path: Path) -> None:
+    """A local bound below its estimate (the global bound far above) is a violation, shown as one."""
+    run = write_fake_run(tmp_path / "r")
+    checks = json.loads((run / "checks.json").read_text())
+    i = next(k for k, c in enumerate(checks) if c["id"] == "T4")
+    est = checks[i]["estimate"]
+    checks[i] = check_result("T4", checks[i]["bound"], est, assumptions=checks[i]["assumptions"],
+                             local_bound=0.5 * est, details=checks[i]["details"])
+    assert checks[i]["status"] == "violated" and checks[i]["local_holds"] is False
+    (run / "checks.json").write_text(json.dumps(checks))
+    html = build.render_report(build.load_runs([run]))
+    banner = html[html.index('id="violations"'):]
+    assert "T4 (smoothness): broken certificate: the local bound 4.7 lies below the estimate 9.4" in banner
+    row = re.search(r'<tr data-statement="T4" class="row-violated">.*?</tr>', html, re.S).group(0)
+    assert "broken certificate" in row
+
+
 def test_old_records_without_local_fields_render(tmp_path: Path) -> None:
     run = write_fake_run(tmp_path / "r")
     checks = json.loads((run / "checks.json").read_text())

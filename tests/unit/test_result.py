@@ -136,8 +136,40 @@ def test_json_keys_are_the_design_fields():
     assert set(d) == {
         "id", "name", "bound", "estimate", "ratio", "holds", "status", "assumptions", "converged",
         "n_products", "seed", "dtype", "device", "seconds", "schema_version", "details",
-        "local_bound", "looseness",
+        "local_bound", "looseness", "local_holds", "local_kind", "local_failure_probability",
     }
+
+
+def test_a_local_bound_below_its_estimate_is_violated_however_loose_the_global_bound():
+    """DESIGN.md: a local bound is a certificate; one below the estimate makes the record "violated"."""
+    ok = make_result("T4", "smoothness", bound=1e6, estimate=2.0, local_bound=3.0, assumptions={"A4": True})
+    assert (ok.status, ok.holds, ok.local_holds, ok.local_kind) == ("holds", True, True, "deterministic")
+    broken = make_result("T4", "smoothness", bound=1e6, estimate=2.0, local_bound=1.9, assumptions={"A4": True})
+    assert (broken.status, broken.holds, broken.local_holds) == ("violated", False, False)
+    assert CheckResult.from_json(json.loads(json.dumps(broken.to_json()))) == broken
+    # a probabilistic certificate is held the same way and says its failure probability
+    p = make_result("T4", "smoothness", bound=1e6, estimate=2.0, local_bound=1.9, local_kind="probabilistic",
+                    local_failure_probability=1e-3)
+    assert p.status == "violated" and p.local_failure_probability == 1e-3
+    # the local bound is held against what it certifies (T3: the Jacobian, not the adversarial secants)
+    t3 = make_result("T3", "input Lipschitz", bound=1e6, estimate=2.5, local_bound=2.2, local_estimate=2.0)
+    assert t3.status == "holds" and t3.local_holds is True
+    # rtol (the estimator's stated accuracy) applies to both comparisons, and only that
+    assert make_result("T3", "x", bound=9.0, estimate=1.00005, local_bound=1.0, rtol=1e-4).status == "holds"
+    assert make_result("T3", "x", bound=9.0, estimate=1.0002, local_bound=1.0, rtol=1e-4).status == "violated"
+    # a conditional value (T6's local RHS) below the estimate shows a failing premise, not a violation
+    c = make_result("T6", "convergence", bound=10.0, estimate=2.0, local_bound=1.0, local_kind="conditional")
+    assert (c.status, c.local_holds) == ("holds", False)
+
+
+def test_inconsistent_local_fields_are_refused():
+    good = make_result("T4", "smoothness", bound=10.0, estimate=2.0, local_bound=1.0).to_json()
+    with pytest.raises(ValueError, match="broken certificate is a violation"):
+        CheckResult.from_json({**good, "status": "holds", "holds": True})
+    with pytest.raises(ValueError, match="local_kind"):
+        CheckResult.from_json({**good, "local_kind": "hopeful"})
+    with pytest.raises(ValueError, match="local_failure_probability"):
+        make_result("T4", "smoothness", bound=10.0, estimate=2.0, local_bound=3.0, local_failure_probability=0.1)
 
 
 def test_records_without_the_local_fields_still_load():
