@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from checks._result import DETERMINISTIC
-from checks.local import (Observation, loss_constants, measure, observe, one_layer_second_order, readout_composite,
-                          readout_constants)
+from checks.local import (Observation, gram_norms, input_jacobian_grams, loss_constants, measure, observe,
+                          one_layer_second_order, readout_composite, readout_constants)
 from sast.model import SNN
 from theory import ModelConstants, kappa_sum
 from theory.bounds import Bound
-from theory.local import (SCOPE, SCOPE_BALL, Step, T4Factors, budget, ce_on_ball, chain, input_lipschitz_local,
+from theory.local import (READOUT, SCOPE, SCOPE_BALL, Step, by_factor, by_layer, T4Factors, budget, ce_on_ball, chain, input_lipschitz_local,
                           mechanism_local, smoothness_local, state_interval_local, top_factor)
 from theory.scalar import sigmoid_derivative_sup
 
@@ -81,7 +81,9 @@ def finish(global_bound: float, steps: list[Step], estimate: float | None, scope
     top = top_factor(entries)
     details = {"scope": scope, "order": [s.factor for s in steps],
                "remaining_slack": local / estimate if estimate else None,
-               "top_factor": None if top is None else top["factor"], **extra}
+               "top_factor": None if top is None else top["factor"],
+               "top_layer": None if top is None else top.get("layer"),
+               "by_factor": by_factor(entries), "by_layer": by_layer(entries), **extra}
     if why:
         details["budget_reason"] = why
     return Local(local if math.isfinite(local) else None, entries, details)
@@ -142,29 +144,48 @@ def t3(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, 
     m = measure(model, observe(model, x, y, jacobian=False), norms=True)
     L, D, T = m.layers, c.D, c.T
     b1 = sigmoid_derivative_sup(1, c.beta)
-    ev = lambda a: float(np.max(input_lipschitz_local(**a)))  # noqa: E731
-    a = {"R_o": c.R_o, "T": T, "R": list(c.R), "sig1": [b1] * D, "K": list(rec.details["K"])}
-    steps = []
+    base = {"R_o": c.R_o, "T": T, "R": list(c.R), "sig1": [b1] * D, "K": list(rec.details["K"])}
     K_loc = [np.array([kappa_sum(k, T) for k in lc.kappa]) for lc in L]
-    a = {**a, "K": K_loc}
-    steps.append(Step("kappa_l: sup |g'| over I_l -> max |g'| at the observed states", rec.details["kappa"],
-                      _mx([lc.kappa for lc in L]), ev(a)))
-    a = {**a, "K": [lc.M_norm for lc in L]}
-    steps.append(Step("K_l = sum_k kappa_l^k (Young's inequality in time) -> ||M_l||, the unrolled recurrence's norm",
-                      _mx(K_loc), _mx([lc.M_norm for lc in L]), ev(a)))
-    a = {**a, "sig1": [lc.sig1 for lc in L]}
-    steps.append(Step("beta/4 (sup sig') -> max sig' at the observed states", b1, _mx([lc.sig1 for lc in L]), ev(a)))
-    a = {**a, "S": [lc.S_norm for lc in L]}
-    steps.append(Step("sig1_l ||M_l|| -> ||diag(sig') M_l||, the spike recurrence's norm",
-                      _mx([lc.sig1 * lc.M_norm for lc in L]), _mx([lc.S_norm for lc in L]), ev(a)))
+    subs: list[tuple[str, dict[str, Any], Any, Any]] = [
+        ("kappa_l: sup |g'| over I_l -> max |g'| at the observed states", {"K": K_loc},
+         rec.details["kappa"], _mx([lc.kappa for lc in L])),
+        ("K_l = sum_k kappa_l^k (Young's inequality in time) -> ||M_l||, the unrolled recurrence's norm",
+         {"K": [lc.M_norm for lc in L]}, _mx(K_loc), _mx([lc.M_norm for lc in L])),
+        ("beta/4 (sup sig') -> max sig' at the observed states", {"sig1": [lc.sig1 for lc in L]},
+         b1, _mx([lc.sig1 for lc in L])),
+        ("sig1_l ||M_l|| -> ||diag(sig') M_l||, the spike recurrence's norm", {"S": [lc.S_norm for lc in L]},
+         _mx([lc.sig1 * lc.M_norm for lc in L]), _mx([lc.S_norm for lc in L])),
+    ]
     N = readout_composite(model, m)
     if N is not None:
         head = c.R_o / math.sqrt(T) * L[-1].S_norm * c.R[-1]
-        a = {**a, "N": N}
-        steps.append(Step("R_o T^{-1/2} ||S_D|| R_D -> ||[W^o diag(c_j) W^D]_j||, the readout composite",
-                          _mx(head), _mx(N), ev(a)))
+        subs.append(("R_o T^{-1/2} ||S_D|| R_D -> ||[W^o diag(c_j) W^D]_j||, the readout composite", {"N": N},
+                     _mx(head), _mx(N)))
+    steps, a = chain(base, subs, input_lipschitz_local, D=D)
+    proof = input_lipschitz_local(**a)
+    # Composition, layer by layer from the top: ||dz/dx|| <= ||dz/ds^l|| prod_{k<=l} ||S_k|| R_k for every l
+    # (ds^k = S_k (I (x) W^k) ds^{k-1}, s^0 = x), with ||dz/ds^l|| exact from a C x C Gram per sample. Each
+    # step replaces layer l+1's factor ||S_{l+1}|| R_{l+1} composed with the exact downstream norm by the
+    # exact norm one layer lower: what composing layer l+1's worst case costs. l = 0 is the exact ||dz/dx||.
+    exact = [gram_norms(g) for g in input_jacobian_grams(model, x, layers=True)]  # [x, s^1, .., s^{D-1}]
+    f = [np.asarray(lc.S_norm, dtype=float) * R for lc, R in zip(L, c.R)]
+    current = proof
+    for l in range(D - 1, -1, -1):
+        below = np.prod(f[:l], axis=0) if l else np.ones_like(proof)
+        # each is a bound in exact arithmetic, and so is their min (it keeps rounding from raising the chain)
+        bound_l = np.minimum(current, exact[l] * below)
+        what = "dz/dx" if l == 0 else f"dz/ds^{l}"
+        head = ("the readout's factor (with layer D's)" if l == D - 1
+                else f"||dz/ds^{l + 1}|| ||S_{l + 1}|| R_{l + 1}")
+        steps.append(Step(f"composition through layer {l + 1}: {head} -> exact ||{what}|| (C x C Gram per sample)",
+                          _mx(current / below), _mx(exact[l]), float(np.max(bound_l)), l + 1))
+        current = bound_l
+    per_sample = current
     return finish(rec.value, steps, estimate, SCOPE.format(n=len(x)) + ": ||dz/dx|| at each probe sample",
-                   local_estimate=jacobian_max, per_sample=[float(v) for v in input_lipschitz_local(**a)])
+                   local_estimate=jacobian_max, per_sample=[float(v) for v in per_sample],
+                   proof_per_sample=[float(v) for v in proof], certificate=(
+                       "exact: ||dz/dx_i|| = sqrt(lambda_max(J_i J_i^T)), J_i J_i^T from C backward passes"),
+                   composition_exact=[_mx(e) for e in exact])
 
 
 # ---------------------------------------------------------------------------
@@ -311,7 +332,7 @@ def t5(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, 
     if out is None:
         return not_computed("T4 on the rho-ball has no bound (overflow or not applicable)")
     steps, extra = out
-    scaled = [Step(s.factor, s.worst_case, s.measured, factor * s.value) for s in steps]
+    scaled = [Step(s.factor, s.worst_case, s.measured, factor * s.value, s.layer) for s in steps]
     loc = finish(bound, scaled, estimate, SCOPE_BALL.format(rho=rho, n=len(probe[0])), **extra)
     loc.details["L_ball_local"] = steps[-1].value
     return loc

@@ -148,6 +148,40 @@ def logit_jacobian_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
     return gram.cpu().numpy()
 
 
+def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False) -> np.ndarray | list[np.ndarray]:
+    """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dx_i over the whole input sequence (smooth mode; T3).
+
+    C backward passes of sum_i z_{ik} give every sample's row k at once (samples do not interact
+    in the model); the Gram of C rows is C x C, so ||J_i|| = sqrt(lambda_max(J_i J_i^T)) is exact up
+    to the rounding of the backward pass, whatever the depth: T3's local certificate at the probe
+    points without any proof factor. With ``layers``, the same passes also give the Grams of
+    dz/ds^l for the spike sequences of layers l = 1..D-1: a list [x, s^1, .., s^{D-1}] of (B, C, C)
+    stacks (the exact downstream norms of T3's per-layer budget). Tested against
+    ``torch.autograd.functional.jacobian``.
+    """
+    dtype = next(model.parameters()).dtype
+    xs = x.detach().to(dtype).requires_grad_(True)
+    with torch.enable_grad():
+        z, trace = model(xs, mode="smooth", sparse_input=False, return_trace=True)
+        wrt = [xs] + ([tr.s for tr in trace[:-1]] if layers else [])
+        C = z.shape[1]
+        rows: list[list[torch.Tensor]] = [[] for _ in wrt]
+        for k in range(C):
+            grads = torch.autograd.grad(z[:, k].sum(), wrt, retain_graph=k < C - 1, allow_unused=True)
+            for j, g in enumerate(grads):
+                rows[j].append(torch.zeros_like(wrt[j]).flatten(1).double() if g is None else g.flatten(1).double())
+    grams = []
+    for r in rows:
+        J = torch.stack(r, dim=1)  # (B, C, n)
+        grams.append((J @ J.transpose(1, 2)).cpu().numpy())
+    return grams if layers else grams[0]
+
+
+def gram_norms(gram: np.ndarray) -> np.ndarray:
+    """sqrt(lambda_max) of each C x C Gram of a (B, C, C) stack: the spectral norms of the Jacobians (exact, float64)."""
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0.0))
+
+
 @torch.no_grad()
 def observe(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: str = "smooth", jacobian: bool = True) -> Observation:
     """The forward pass at w on the probe (``mode``), and the logit-Jacobian Grams if ``jacobian`` (smooth mode)."""
@@ -418,6 +452,6 @@ def loss_constants(obs: Observation) -> dict[str, np.ndarray]:
     out = {"h": np.maximum(w[:, -1], 0.0), "g": np.linalg.norm(p - np.eye(p.shape[1])[obs.y], axis=1)}
     if obs.jz_gram is not None:
         Hh = np.einsum("bck,bk,bdk->bcd", V, np.sqrt(np.maximum(w, 0.0)), V)  # H^{1/2}
-        out["Z1"] = np.sqrt(np.maximum(np.linalg.eigvalsh(obs.jz_gram)[:, -1], 0.0))
+        out["Z1"] = gram_norms(obs.jz_gram)
         out["GN"] = np.maximum(np.linalg.eigvalsh(Hh @ obs.jz_gram @ Hh)[:, -1], 0.0)
     return out

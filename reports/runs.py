@@ -177,8 +177,10 @@ def parse_looseness(value: Any) -> list[dict[str, Any]]:
     out = []
     for e in value:
         if isinstance(e, dict) and isinstance(e.get("factor"), str):
+            layer = e.get("layer")
             out.append({"factor": e["factor"], "worst_case": e.get("worst_case"), "measured": e.get("measured"),
-                        "log10_ratio": number(e.get("log10_ratio"))})
+                        "log10_ratio": number(e.get("log10_ratio")),
+                        "layer": layer if isinstance(layer, (int, str)) and not isinstance(layer, bool) else None})
     return out
 
 

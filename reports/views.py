@@ -243,6 +243,24 @@ def timeline_section(run: Run, key: str) -> Section:
     return Section(figures=figs)
 
 
+def _layer_group(entry: dict) -> str:
+    layer = entry.get("layer")
+    if entry["factor"].startswith(budget_figures.REMAINING_PREFIX):
+        return entry["factor"]
+    return f"layer {layer}" if isinstance(layer, int) else "readout and loss" if layer == "readout" else "all layers"
+
+
+def _grouped(entries: list[dict], key) -> list[tuple[str, float | None]]:
+    """Budget entries summed by ``key`` (a factor over its layers, or a layer over its factors), in first-seen order;
+    a group with an entry that has no log ratio has none."""
+    groups: dict[str, float | None] = {}
+    for e in entries:
+        k, r = key(e), e.get("log10_ratio")
+        prev = groups.get(k, 0.0)
+        groups[k] = None if r is None or prev is None else prev + r
+    return list(groups.items())
+
+
 def budget_section(run: Run, key: str) -> Section:
     """Per statement with a looseness budget: its bars (log10 ratio per substituted factor), and what it certifies."""
     final = run.final_checks()
@@ -252,8 +270,8 @@ def budget_section(run: Run, key: str) -> Section:
         if not check.looseness:
             continue
         local = check.details.get("local") if isinstance(check.details.get("local"), dict) else {}
-        svg = budget_figures.looseness_svg([e["factor"] for e in check.looseness],
-                                           [e["log10_ratio"] for e in check.looseness],
+        factors = _grouped(check.looseness, lambda e: e["factor"])
+        svg = budget_figures.looseness_svg([g for g, _ in factors], [v for _, v in factors],
                                            title=f"{sid}: {check.name}", key=f"{key}-budget{index}")
         scope = local.get("scope") if isinstance(local.get("scope"), str) else "scope not recorded"
         caption = (f"Global bound {fmt.num(check.bound)} → local bound {fmt.num(check.local_bound)} → estimate "
@@ -261,6 +279,19 @@ def budget_section(run: Run, key: str) -> Section:
                    f"{fmt.slack_text(check.local_bound, check.estimate)} local). Factors replaced in this order, "
                    f"each by its value measured at w. What the local bound certifies: {scope}.")
         figs.append(FigureView(f"{sid} looseness budget", Markup(svg), caption))
+        if any(isinstance(e.get("layer"), int) for e in check.looseness):
+            rank = lambda g: (0, int(g[0][6:])) if g[0].startswith("layer ") else (1 if g[0] == "readout and loss"  # noqa: E731
+                                                                                  else 2 if g[0] == "all layers" else 3, 0)
+            layers = sorted(_grouped(check.looseness, _layer_group), key=rank)
+            svg = budget_figures.looseness_svg([g for g, _ in layers], [v for _, v in layers],
+                                               title=f"{sid}: {check.name}, by layer", key=f"{key}-layers{index}")
+            top = max((lv for lv in layers if lv[1] is not None and lv[0].startswith("layer")),
+                      key=lambda lv: lv[1], default=None)
+            depth = sum(1 for g, _ in layers if g.startswith("layer"))
+            figs.append(FigureView(f"{sid} looseness budget by layer", Markup(svg), (
+                f"The same budget summed over factors, per layer ({depth} spiking layers; the readout's and the "
+                f"loss's constants apart)" + (f": layer {top[0][6:]} holds the most, 10^{top[1]:.2g}." if top else ".")
+            )))
     if not figs:
         return Section(empty="No looseness budget recorded (checks run with --no-local, or records older than "
                              "the local bounds).")

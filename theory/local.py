@@ -38,14 +38,20 @@ CE_GRADIENT_LIPSCHITZ = 0.5  # ||d(p - e_y)/dz|| = ||diag(p) - p p^T|| <= 1/2
 CE_HESSIAN_LIPSCHITZ = 1.5  # ||dH/dz[d]|| <= ||H d||_inf + 2 ||H d|| ||p|| <= (1/2 + 1) ||d||
 
 
+READOUT = "readout"  # the budget's layer label of the readout's and the loss's constants
+
+
 @dataclass(frozen=True)
 class Step:
-    """One substitution of a budget: ``factor`` (what is replaced), its worst-case and measured values, and the bound after it."""
+    """One substitution of a budget: ``factor`` (what is replaced), its worst-case and measured values, the bound after
+    it, and ``layer`` (1..D: the constants of that spiking layer; :data:`READOUT`: the readout's and the loss's; None:
+    not split by layer)."""
 
     factor: str
     worst_case: Any
     measured: Any
     value: float
+    layer: int | str | None = None
 
 
 def _log10(v: float) -> float | None:
@@ -67,14 +73,43 @@ def budget(bound: float | None, steps: Sequence[Step], estimate: float | None) -
     for s in steps:
         a, b = _log10(before), _log10(s.value)
         entries.append({"factor": s.factor, "worst_case": s.worst_case, "measured": s.measured,
-                        "log10_ratio": None if a is None or b is None else a - b})
+                        "log10_ratio": None if a is None or b is None else a - b, "layer": s.layer})
         before = s.value
     a, b = _log10(before), _log10(estimate)
     entries.append({"factor": REMAINING, "worst_case": before, "measured": estimate,
-                    "log10_ratio": None if a is None or b is None else a - b})
+                    "log10_ratio": None if a is None or b is None else a - b, "layer": None})
     if any(e["log10_ratio"] is None for e in entries):
         reason = "a bound or the estimate is not a finite positive number: no log ratio"
     return entries, reason
+
+
+def _grouped(entries: Sequence[dict[str, Any]], key: Any) -> list[dict[str, Any]]:
+    groups: dict[Any, float | None] = {}
+    for e in entries:
+        k = key(e)
+        r = e.get("log10_ratio")
+        if k not in groups:
+            groups[k] = 0.0
+        groups[k] = None if r is None or groups[k] is None else groups[k] + r
+    return [{"group": k, "log10_ratio": v} for k, v in groups.items()]
+
+
+def by_factor(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The budget summed over layers: one ``{group: factor, log10_ratio}`` per factor, in order of first appearance."""
+    return _grouped(entries, lambda e: e["factor"])
+
+
+def by_layer(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The budget summed over factors: one ``{group, log10_ratio}`` per layer (1..D, then "readout"), then the
+    remaining proof slack (group :data:`REMAINING`); entries not split by layer are grouped under "all layers"."""
+    def key(e: dict[str, Any]) -> Any:
+        if e["factor"] == REMAINING:
+            return REMAINING
+        return "all layers" if e.get("layer") is None else e["layer"]
+
+    order = lambda g: (0, g["group"]) if isinstance(g["group"], int) else (  # noqa: E731
+        1 if g["group"] == READOUT else 2 if g["group"] == "all layers" else 3, 0)
+    return sorted(_grouped(entries, key), key=order)
 
 
 def top_factor(entries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -209,19 +244,66 @@ def ce_on_ball(h: Any, g: Any, Z1_ball: Any, rho: float) -> tuple[np.ndarray, np
             np.minimum(CE_GRADIENT, np.asarray(g) + CE_GRADIENT_LIPSCHITZ * shift))
 
 
-def chain(base: T4Factors, substitutions: Sequence[tuple[str, dict[str, Any], Any, Any]],
-          evaluate=smoothness_local) -> tuple[list[Step], T4Factors]:
-    """Apply ``substitutions`` (factor name, field -> new value, worst-case, measured) cumulatively to ``base``.
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+    except (TypeError, ValueError):
+        return False
 
-    Each substitution's fields replace whole fields of the factors (a per-layer list is replaced
-    as a list). Returns the budget steps (each with the bound after it) and the final factors.
+
+def _pick(value: Any, index: int, D: int) -> Any:
+    """A substitution's worst-case or measured value for layer ``index`` (D: the readout), where it is per layer."""
+    if isinstance(value, (list, tuple)) and len(value) in (D, D + 1) and index < len(value):
+        return value[index]
+    return value
+
+
+def split_by_layer(current: dict[str, Any], fields: dict[str, Any], D: int) -> list[tuple[int | str, dict[str, Any]]]:
+    """One substitution's ``fields`` taken one layer at a time: (layer 1..D, the per-layer lists with element l
+    replaced), then (:data:`READOUT`, every field that is not per layer). Parts that change nothing are left out."""
+    parts: list[tuple[int | str, dict[str, Any]]] = []
+    per_layer = {k: v for k, v in fields.items() if isinstance(v, list) and len(v) == D}
+    rest = {k: v for k, v in fields.items() if k not in per_layer}
+    lists = {k: list(current.get(k) if isinstance(current.get(k), list) else [None] * D) for k in per_layer}
+    for l in range(D):
+        part = {}
+        for k, v in per_layer.items():
+            if not _same(lists[k][l], v[l]):
+                lists[k][l] = v[l]
+                part[k] = list(lists[k])
+        if part:
+            parts.append((l + 1, part))
+    if rest:
+        parts.append((READOUT, rest))
+    return parts
+
+
+def chain(base: Any, substitutions: Sequence[tuple[str, dict[str, Any], Any, Any]],
+          evaluate=smoothness_local, *, D: int | None = None) -> tuple[list[Step], Any]:
+    """Apply ``substitutions`` (factor name, field -> new value, worst-case, measured) cumulatively to ``base``,
+    one layer at a time (:func:`split_by_layer`), so that every budget entry belongs to one layer or the readout.
+
+    ``base``: :class:`T4Factors` (passed to ``evaluate``) or a dict of its keyword arguments (whose "value" key, or the max of
+    whose array result, is the bound). D: the number of spiking layers (default ``len(base.K)``). Returns the
+    budget steps (each with the bound after it and its layer) and the final factors.
     """
-    current = T4Factors(**vars(base))
+    as_dict = isinstance(base, dict)
+    current = dict(base) if as_dict else dict(vars(base))
+    D = D if D is not None else len(current["K"])
+
+    def value(c: dict[str, Any]) -> float:
+        out = evaluate(**c) if as_dict else evaluate(type(base)(**c))
+        return float(out["value"]) if isinstance(out, dict) else float(np.max(out))
+
     steps = []
     for name, fields, worst, measured in substitutions:
-        current = T4Factors(**{**vars(current), **fields})
-        steps.append(Step(name, worst, measured, evaluate(current)["value"]))
-    return steps, current
+        for layer, part in split_by_layer(current, fields, D):
+            current = {**current, **part}
+            index = D if layer == READOUT else layer - 1
+            steps.append(Step(name, _pick(worst, index, D), _pick(measured, index, D), value(current), layer))
+    return steps, (current if as_dict else type(base)(**current))
 
 
 # ---------------------------------------------------------------------------

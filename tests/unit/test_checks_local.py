@@ -6,13 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.func import functional_call
 
 from checks import convergence, lipschitz, mechanism, smoothness, state_bounds
 from checks._cli import format_results
-from checks.local import logit_jacobian_grams
+from checks.local import gram_norms, input_jacobian_grams, logit_jacobian_grams
 from sast.model import SNN, SNNConfig
 
 LAYERS = {"dense": (["dense:5", "dense:3"], (6,)), "conv": (["conv:2:3:2", "pool:2", "dense:3"], (1, 7, 7))}
@@ -44,6 +45,19 @@ def test_ghost_gram_equals_the_jacrev_gram(kind: str) -> None:
     ref = sum(torch.einsum("bkp,blp->bkl", j.flatten(2), j.flatten(2)) for j in J.values()).numpy()
     # float64 throughout: the two differ by summation order only
     assert logit_jacobian_grams(model, x) == pytest.approx(ref, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_input_jacobian_gram_equals_the_autograd_jacobian(kind: str) -> None:
+    model = _net(kind)
+    x, _ = _probe(kind)
+    ref = []
+    for b in range(len(x)):
+        J = torch.autograd.functional.jacobian(lambda xb: model(xb[None], mode="smooth")[0], x[b]).reshape(3, -1)
+        ref.append((J @ J.T).numpy())
+    assert input_jacobian_grams(model, x) == pytest.approx(np.stack(ref), rel=1e-10, abs=1e-12)
+    assert gram_norms(np.stack(ref)) == pytest.approx(
+        [torch.linalg.matrix_norm(torch.from_numpy(r), ord=2).sqrt().item() for r in ref], rel=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])

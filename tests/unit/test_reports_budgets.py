@@ -47,6 +47,22 @@ def test_a_broken_certificate_reads_violated_in_the_verdict_table_and_the_banner
     assert "broken certificate" in row
 
 
+def test_a_budget_split_by_layer_gets_a_chart_by_layer(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "r")
+    checks = json.loads((run / "checks.json").read_text())
+    t3 = next(c for c in checks if c["id"] == "T3")
+    entries = fake_looseness(t3["bound"], [("K_l -> ||M_l||", 0.2), ("K_l -> ||M_l||", 0.5), ("Z1 -> exact", 0.3)],
+                             2 * t3["estimate"], t3["estimate"])
+    for e, layer in zip(entries, [2, 1, "readout", None]):
+        e["layer"] = layer
+    t3.update(local_bound=2 * t3["estimate"], looseness=entries)
+    (run / "checks.json").write_text(json.dumps(checks))
+    html = build.render_report(build.load_runs([run]))
+    assert "T3: input Lipschitz, by layer: looseness budget, 4 entries" in html  # layer 1, layer 2, readout, remaining
+    assert "T3: input Lipschitz: looseness budget, 3 entries" in html  # the two K_l entries summed into one bar
+    assert "(2 spiking layers;" in html and "constants apart): layer 1 holds the most" in html
+
+
 def test_old_records_without_local_fields_render(tmp_path: Path) -> None:
     run = write_fake_run(tmp_path / "r")
     checks = json.loads((run / "checks.json").read_text())

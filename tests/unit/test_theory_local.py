@@ -86,3 +86,32 @@ def test_worst_case_currents_give_theorys_T2(reset: str) -> None:
     lo, hi = state_interval_local(c.lam, c.theta, reset, c.T, -0.5, 0.2, reset_depth=0.3)
     assert hi == pytest.approx(0.2 * kappa_sum(c.lam, c.T))
     assert lo == pytest.approx((-0.5 - (0.3 * c.theta if reset == "subtract" else 0.0)) * kappa_sum(c.lam, c.T))
+
+
+def test_chain_substitutes_one_layer_at_a_time_and_the_layers_sum_to_the_slack() -> None:
+    """Per-layer budget: each substitution splits into one step per layer (and the readout's), the steps telescope,
+    and by_layer / by_factor regroup the same log ratios (their sums equal the total)."""
+    from theory.local import READOUT, by_factor, by_layer, chain
+
+    D = 3
+    base = {"R_o": 2.0, "T": 4, "R": [3.0, 2.0, 5.0], "sig1": [0.5] * D, "K": [4.0] * D}
+    subs = [("K", {"K": [2.0, 4.0, 1.0]}, [4.0] * D, [2.0, 4.0, 1.0]),  # layer 2 unchanged: no step
+            ("sig1", {"sig1": [0.25, 0.1, 0.5]}, 0.5, [0.25, 0.1, 0.5]),
+            ("head", {"N": 1.0}, None, 1.0)]
+    steps, final = chain(base, subs, input_lipschitz_local, D=D)
+    assert [(s.factor, s.layer) for s in steps] == [("K", 1), ("K", 3), ("sig1", 1), ("sig1", 2), ("head", READOUT)]
+    assert [s.measured for s in steps[:2]] == [2.0, 1.0]
+    assert final["K"] == [2.0, 4.0, 1.0] and final["sig1"] == [0.25, 0.1, 0.5]
+    # each step is the bound after it: the same as evaluating the cumulative factors directly
+    assert steps[1].value == pytest.approx(float(input_lipschitz_local(2.0, 4, [3.0, 2.0, 5.0], [0.5] * 3,
+                                                                       [2.0, 4.0, 1.0])))
+    glob = float(input_lipschitz_local(**base))
+    entries, why = budget(glob, steps, 0.01)
+    assert why is None
+    total = math.log10(glob / 0.01)
+    layers = by_layer(entries)
+    assert [g["group"] for g in layers] == [1, 2, 3, READOUT, REMAINING]
+    assert sum(g["log10_ratio"] for g in layers) == pytest.approx(total, abs=1e-12)
+    assert [g["group"] for g in by_factor(entries)] == ["K", "sig1", "head", REMAINING]
+    assert sum(g["log10_ratio"] for g in by_factor(entries)) == pytest.approx(total, abs=1e-12)
+    assert layers[0]["log10_ratio"] == pytest.approx(math.log10(2.0) + math.log10(2.0), abs=1e-12)
