@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checks._result import DETERMINISTIC
+from checks._result import DETERMINISTIC, PROBABILISTIC
 from checks.local import (Observation, gram_norms, input_jacobian_grams, loss_constants, measure, observe,
                           one_layer_second_order, readout_composite, readout_constants)
 from sast.model import SNN
@@ -265,8 +265,15 @@ def _t4_steps(model: SNN, c: ModelConstants, rec: Bound, obs: Observation, m: An
     return steps + more, cur
 
 
-def t4(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound, estimate: float) -> Local:
-    """T4 on the probe-batch loss at w: the mean over samples of per-sample bounds, factors replaced one at a time."""
+def t4(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound, estimate: float,
+       certificate: Any = None) -> Local:
+    """T4 on the probe-batch loss at w: the mean over samples of per-sample bounds, factors replaced one at a time.
+
+    ``certificate`` (a ``linalg.RandomizedBound`` of the same probe Hessian, or None): where its value lies
+    below the proof's local bound it ends the chain, and the local bound is probabilistic (it fails with
+    at most its failure probability over its random start); the step it adds is what composing the
+    per-layer worst cases of the proof costs at this depth, over all layers at once.
+    """
     if rec.value is None:
         return not_computed(f"T4 has no global bound here ({rec.reason or rec.status})")
     x, y = probe
@@ -274,9 +281,22 @@ def t4(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, 
     m = measure(model, obs, norms=False)
     steps, cur = _t4_steps(model, c, rec, obs, m, ball=False)
     res = smoothness_local(cur)
-    return finish(rec.value, steps, estimate, SCOPE.format(n=len(x)),
-                   Z1=_mx(res["Z1"]), Z2=_mx(res["Z2"]), GN=_mx(res["GN"]), U1=_mx(res["U1"]), U2=_mx(res["U2"]),
-                   seconds=obs.seconds)
+    proof = steps[-1].value
+    kind, p, extra = DETERMINISTIC, None, {}
+    if certificate is not None and certificate.value is not None:
+        extra = {"deterministic_bound": proof, "probabilistic_bound": certificate.value,
+                 "failure_probability": certificate.failure_probability}
+        if certificate.value < proof:
+            steps.append(Step(f"T4's proof with measured constants (composed over {c.D} layers) -> randomized "
+                              f"certificate sqrt(xi_k / (1 - eps)) (Kuczynski-Wozniakowski, k = {certificate.steps} "
+                              f"Lanczos steps on H^2, fails with probability <= {certificate.failure_probability:g})",
+                              proof, certificate.value, certificate.value))
+            kind, p = PROBABILISTIC, certificate.failure_probability
+    out = finish(rec.value, steps, estimate, SCOPE.format(n=len(x)),
+                 Z1=_mx(res["Z1"]), Z2=_mx(res["Z2"]), GN=_mx(res["GN"]), U1=_mx(res["U1"]), U2=_mx(res["U2"]),
+                 seconds=obs.seconds, **extra)
+    out.kind, out.failure_probability = kind, p
+    return out
 
 
 def t4_ball(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, c_ball: ModelConstants,

@@ -26,6 +26,7 @@ from checks._budgets import add_local_flag
 from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
+from checks import smoothness
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
@@ -72,20 +73,23 @@ def from_checkpoint(needs: Sequence[str], loaded: Loaded) -> dict[str, Any]:
 
 
 def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bool = True,
-            local: bool = True) -> list[CheckResult]:
+            local: bool = True, certificate: dict[str, Any] | None = None) -> list[CheckResult]:
     """Run the named check modules (keys of :data:`CHECKS`) on a loaded checkpoint, in order.
 
     Each module's ``run(model, probe, seed=..., progress=False, ...)`` gets what its
     ``NEEDS`` declares, from the checkpoint (:func:`from_checkpoint`): T5 the run's rho,
     T6 the run folder; a module whose ``run`` takes ``local`` gets ``local`` (the local
-    bounds and looseness budgets of ``checks._budgets``).
+    bounds and looseness budgets of ``checks._budgets``); ``certificate`` (``failure_probability``,
+    ``certificate_steps``) goes to a module whose ``run`` takes them (T4's randomized certificate).
     """
     results: list[CheckResult] = []
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
         module = importlib.import_module(f"checks.{name}")
         needs = from_checkpoint(declared_needs(module), loaded)
-        if "local" in inspect.signature(module.run).parameters:
+        parameters = inspect.signature(module.run).parameters
+        if "local" in parameters:
             needs["local"] = local
+        needs.update({k: v for k, v in (certificate or {}).items() if k in parameters})
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
     return results
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip", default=None, help="comma-separated checks to leave out")
     p.add_argument("--out", default=None, help="where to write checks.json (default: the checkpoint's run folder)")
     add_local_flag(p)
+    smoothness.add_certificate_flags(p)
     args = p.parse_args(argv)
     # bad input, bad output paths included (checked before any check runs), is the boundary's: one line, exit 2
     only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
@@ -108,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = check_writable(Path(args.out) if args.out else loaded.run_dir / CHECKS_FILE)
     if args.json:
         check_writable(args.json)
-    results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress, local=args.local)
+    certificate = smoothness.certificate_options(args)
+    results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress, local=args.local,
+                      certificate=certificate)
     print(format_results(results))
     write_results(out, results)
     if args.json:

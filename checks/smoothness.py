@@ -29,13 +29,14 @@ pass and C vector-Jacobian products per probe sample, a few percent of the Lancz
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any, Sequence
 
 import torch
 
 from checks import _budgets, linalg
 from checks._cli import Loaded, run_cli
-from checks._common import Stopwatch, bound_details, check_probe, describe, merged_assumptions
+from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
 from sast.model import SNN
@@ -43,6 +44,12 @@ from theory import ModelConstants, bounds
 
 # The theory record's layer-by-layer quantities copied into the details (THEORY.md T4's symbols).
 THEORY_KEYS = ("kappa", "gam", "K", "A_l", "U1", "S1", "U2", "S2", "Z1", "Z2")
+
+# T4's randomized local certificate (Kuczynski-Wozniakowski, ``linalg.spectral_radius_certificate``): failure
+# probability delta over its random start, and enough Lanczos steps on H^2 for a factor of at most
+# CERTIFICATE_FACTOR on its Ritz value (23 steps, 46 products, for 0.23M parameters at delta 1e-3).
+DEFAULT_FAILURE_PROBABILITY = 1e-3
+CERTIFICATE_FACTOR = 1.05
 
 NEEDS: tuple[str, ...] = ()
 """Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
@@ -73,7 +80,9 @@ def local_curvature(
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
         check_deterministic: bool = True, constants: ModelConstants | None = None, local: bool = True,
-        curvature: tuple[linalg.LanczosResult, linalg.HessianOperator] | None = None) -> CheckResult:
+        curvature: tuple[linalg.LanczosResult, linalg.HessianOperator] | None = None,
+        failure_probability: float | None = DEFAULT_FAILURE_PROBABILITY,
+        certificate_steps: int | None = None) -> CheckResult:
     """T4: max(|lambda_min|, |lambda_max|) of the probe-batch Hessian (Lanczos, exact HVPs) against L.
 
     ``tol`` and ``max_iter`` (None: linalg's default) govern Lanczos (relative to the
@@ -84,6 +93,10 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     bound at w on the probe and its looseness budget. ``curvature`` may pass a precomputed
     (Lanczos result, Hessian operator) of this probe at w, as :func:`local_curvature` returns
     them (the live monitor's warm-started run); ``tol`` and ``max_iter`` should say how it ran.
+    ``failure_probability`` (None: no randomized certificate) and ``certificate_steps`` (None: enough
+    for a factor :data:`CERTIFICATE_FACTOR` over its Ritz value): with ``local``, the randomized
+    certificate of the probe Hessian's spectral radius (its own random start, seed + 1), which
+    becomes the local bound where it is below the proof's, with ``local_kind`` "probabilistic".
     """
     check_probe(model, probe)
     sw = Stopwatch()
@@ -103,7 +116,14 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         **{k: rec.details.get(k) for k in THEORY_KEYS},
         **bound_details(rec),
     }
-    loc = _budgets.t4(model, probe, c, rec, estimate) if local else _budgets.not_computed("not requested (local=False)")
+    cert = None
+    if local and failure_probability is not None:
+        steps = certificate_steps or linalg.steps_for(op.dim, failure_probability, 1.0 - CERTIFICATE_FACTOR ** -2)
+        cert = linalg.spectral_radius_certificate(op, steps=steps, failure_probability=failure_probability,
+                                                  seed=seed + 1)
+        details["certificate"] = dataclasses.asdict(cert)
+    loc = (_budgets.t4(model, probe, c, rec, estimate, certificate=cert) if local
+           else _budgets.not_computed("not requested (local=False)"))
     details["local"] = loc.details
     return make_result("T4", "smoothness", bound=rec.value, estimate=estimate, assumptions=merged_assumptions(rec),
                        converged=res.converged, n_products=res.n_products, seed=seed, seconds=sw.seconds,
@@ -118,10 +138,31 @@ def _flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hvp-method", default="auto", choices=linalg.HVP_METHODS,
                    help="Hessian-vector products: auto times both exact methods once and keeps the faster")
     _budgets.add_local_flag(p)
+    add_certificate_flags(p)
+
+
+def add_certificate_flags(p: argparse.ArgumentParser) -> None:
+    """T4's randomized certificate flags (shared with checks.all)."""
+    p.add_argument("--failure-probability", type=float, default=DEFAULT_FAILURE_PROBABILITY,
+                   help="failure probability of T4's randomized local certificate (Kuczynski-Wozniakowski: Lanczos "
+                        "on H^2 from a random start; 0 turns it off, leaving the deterministic proof's local bound)")
+    p.add_argument("--certificate-steps", type=int, default=None,
+                   help=f"Lanczos steps on H^2 of that certificate (2 Hessian products each; default: enough for a "
+                        f"factor {CERTIFICATE_FACTOR} over the Ritz value at this many parameters)")
+
+
+def certificate_options(args: argparse.Namespace) -> dict[str, Any]:
+    p = args.failure_probability
+    if not (p == 0 or 0 < p < 1):
+        raise CheckInputError(f"--failure-probability must be in (0, 1), or 0 for no randomized certificate; got {p}")
+    if args.certificate_steps is not None and args.certificate_steps < 1:
+        raise CheckInputError(f"--certificate-steps must be >= 1, got {args.certificate_steps}")
+    return {"failure_probability": p or None, "certificate_steps": args.certificate_steps}
 
 
 def _options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
-    return {"tol": args.tol, "max_iter": args.max_iter, "hvp_method": args.hvp_method, "local": args.local}
+    return {"tol": args.tol, "max_iter": args.max_iter, "hvp_method": args.hvp_method, "local": args.local,
+            **certificate_options(args)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,10 @@ One module per part, each importing only the ones above it in this list:
 - ``lanczos``: :func:`lanczos_extremes` and what any operator must offer
   (:class:`MatVec`);
 - ``jacobian``: :func:`jacobian_spectral_norm` and :func:`input_jacobian_norms`;
-- ``per_sample``: :func:`per_sample_grads`.
+- ``per_sample``: :func:`per_sample_grads`;
+- ``certificate``: :func:`spectral_radius_certificate`, a probabilistic upper bound on
+  max |lambda| (Kuczynski-Wozniakowski: Lanczos on H^2 from a random start), and
+  :func:`steps_for` / :func:`kw_epsilon`, its steps and accuracy.
 
 Import from ``checks.linalg`` itself: the names below are the interface, the
 module layout is not.
@@ -46,6 +49,7 @@ derivative), so the Hessian and input-Jacobian tools refuse other modes.
 from __future__ import annotations
 
 from checks.linalg._flat import LossFn, flat_grad, flat_params, flatten
+from checks.linalg.certificate import RandomizedBound, kw_epsilon, spectral_radius_certificate, steps_for
 from checks.linalg.hvp import (
     CALIBRATION_PRODUCTS,
     DETERMINISM_RTOL,
@@ -81,6 +85,10 @@ __all__ = [
     "InputJacobianNorms",
     "input_jacobian_norms",
     "per_sample_grads",
+    "RandomizedBound",
+    "spectral_radius_certificate",
+    "steps_for",
+    "kw_epsilon",
     "flatten",
     "flat_params",
     "flat_grad",
