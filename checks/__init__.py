@@ -20,7 +20,11 @@ The public surface:
 - :func:`run_all` and :data:`CHECKS` (module name -> statement IDs): every check on a
   loaded checkpoint; :func:`format_results`, their verdict table as text;
 - :class:`Monitor`, :class:`Quantity`, :class:`Check` and :data:`PRESETS`: the live monitor
-  that ``python -m sast.train --monitor PRESET`` wires into training.
+  that ``python -m sast.train --monitor PRESET`` wires into training;
+- ``checks.testing``: property-based tests of a bound (hypothesis strategies for tiny SNNs,
+  exact float64 references, ``assert_certificate``); it needs the ``test`` extra, so it is
+  loaded on first use only and is not in ``__all__`` (``from checks import *`` stays
+  free of hypothesis).
 
 Names resolve lazily (PEP 562), so ``python -m checks.all`` does not import
 ``checks.all`` twice, and ``import checks`` loads no model code.
@@ -46,6 +50,7 @@ _EXPORTS = {
     "Quantity": "checks.monitor",
 }
 __all__ = sorted(_EXPORTS)
+_SUBMODULES = ("testing",)  # checks.testing resolves after a bare `import checks`
 
 
 def __getattr__(name: str) -> Any:
@@ -53,8 +58,10 @@ def __getattr__(name: str) -> Any:
     # and `from checks import linalg` still finds the submodule (AttributeError below).
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"checks.{name}")
     raise AttributeError(f"module 'checks' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -1,13 +1,14 @@
 """T2, A4, T3, T4, T5, T7 of THEORY.md against exact computation on random tiny float64 SNNs.
 
-Each ``check_*`` builds a drawn network, computes the statement's bound with
-``theory`` on the constants that ``checks.constants.model_constants`` reads off
-the model and its probe batch, and asserts the exact quantity (autograd
-Jacobians and Hessians through ``torch.func.functional_call``; observed
-membrane traces) lies within it. The tolerances only absorb float64 rounding:
-a relative RTOL of the bound plus a tiny absolute ATOL, stated at each
-assertion. Every ratio estimate / bound is logged (``_nets.record``) and the
-largest per statement is printed at the end of the session.
+Each ``check_*`` builds a drawn network (``checks.testing`` strategies), computes
+the statement's bound with ``theory`` on the constants that
+``checks.constants.model_constants`` reads off the model and its probe batch, and
+asserts with ``checks.testing.assert_certificate`` that the exact quantity
+(``checks.testing``'s autograd Jacobians, Hessians and SAM errors; observed
+membrane traces) lies within it. The tolerances only absorb float64 rounding: a
+relative rtol of the bound plus a tiny absolute atol, stated at each assertion.
+Every ratio estimate / bound is logged (``_log.LOG``) and the largest per
+statement is printed at the end of the session.
 """
 
 from __future__ import annotations
@@ -21,23 +22,25 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, target
 from hypothesis import strategies as st
 
-from _nets import NETS, Net, NetSpec, count, dense_nets, one_thread, record
+from _log import LOG
+from checks.testing import (
+    Net,
+    NetSpec,
+    assert_certificate,
+    conv_nets,
+    dense_nets,
+    hessian_eigenvalues,
+    input_jacobian,
+    one_thread,
+    sam_errors,
+)
 from theory import contraction, input_lipschitz, local_mechanism, sam_first_order, smoothness, state_interval, state_interval_at
 from theory.scalar import g_derivative
 
-RTOL = 1e-9  # relative slack on a bound: float64 rounding of sums of O(100) terms, with a wide margin
-ATOL = 1e-12  # absolute slack: rounding of O(1) losses and logits
+# assert_certificate's defaults, rtol=1e-9 (float64 rounding of sums of O(100) terms, with a wide
+# margin) and atol=1e-12 (rounding of O(1) losses and logits), hold every assertion below.
 SLOW_EXAMPLES = 300
-
-# T5: projected gradient ascent for the inner max over the rho-ball.
-PGA_STARTS = 3  # eps_hat and two random points on the sphere
-PGA_STEPS = 15
-T5_RANDOM_DIRECTIONS = 3
-
-
-def within(estimate: float, bound: float) -> bool:
-    """estimate <= bound up to float64 rounding (RTOL relative, ATOL absolute)."""
-    return estimate <= bound * (1 + RTOL) + ATOL
+NETS = {"dense": dense_nets(), "conv": conv_nets()}
 
 
 # ---------------------------------------------------------------------------
@@ -64,15 +67,15 @@ def check_state_interval(spec: NetSpec) -> None:
             for t in range(spec.T):
                 u_t = u[:, t]
                 for lo, hi in (I_t[t][l], I_inf[l]):  # lo <= 0 <= hi
-                    # rounding of W a + b and of the recursion: relative to the interval, RTOL
-                    assert within(u_t.max().item(), hi), f"T2 {mode} layer {l + 1} t={t + 1}: max u {u_t.max().item()!r} > {hi!r}"
-                    assert within(-u_t.min().item(), -lo), f"T2 {mode} layer {l + 1} t={t + 1}: min u {u_t.min().item()!r} < {lo!r}"
+                    # rounding of W a + b and of the recursion: relative to the interval, rtol
+                    assert_certificate(hi, u_t.max().item(), what=f"T2 {mode} layer {l + 1} t={t + 1}: max u")
+                    assert_certificate(-lo, -u_t.min().item(), what=f"T2 {mode} layer {l + 1} t={t + 1}: -min u")
                 # how far towards its nearer end of the interval each extreme state went (1 = on the end)
-                for key, (lo, hi) in ((f"T2 {spec_kind(spec)} (finite t)", I_t[t][l]), (f"T2 {spec_kind(spec)} (t = inf)", I_inf[l])):
+                for key, (lo, hi) in ((f"T2 {spec.kind} (finite t)", I_t[t][l]), (f"T2 {spec.kind} (t = inf)", I_inf[l])):
                     fraction = max(u_t.max().item() / hi, u_t.min().item() / lo)
-                    worst = max(worst, record(key, fraction, 1.0, spec))
+                    worst = max(worst, LOG.record(key, fraction, 1.0, spec))
                     if c.X_inf > 0:  # all-zero inputs put u = b on an end exactly (lam^k terms aside): log the rest apart
-                        record(f"{key[:-1]}, some input > 0)", fraction, 1.0, spec)
+                        LOG.record(f"{key[:-1]}, some input > 0)", fraction, 1.0, spec)
     target(worst, label="T2 fraction of the interval")
 
 
@@ -83,29 +86,20 @@ def check_contraction(spec: NetSpec) -> None:
     c = net.constants()
     a4 = contraction(c, net.grid_h(c))
     if a4.status != "ok":
-        count(f"A4 {spec_kind(spec)}: assumption fails (kappa_l >= 1)")
+        LOG.count(f"A4 {spec.kind}: assumption fails (kappa_l >= 1)")
     worst = 0.0
     for mode, us in _traces(net).items():
         for l, u in enumerate(us):
             kappa_emp = float(abs(g_derivative(u.numpy(), 1, spec.lam, spec.theta, spec.beta, spec.reset)).max())
             kappa = a4.details["kappa"][l]
             # g' is evaluated in float64 at the observed states; kappa is a rigorous sup over I_l
-            assert within(kappa_emp, kappa), f"A4 {mode} layer {l + 1}: kappa_emp {kappa_emp!r} > kappa {kappa!r}"
-            worst = max(worst, record(f"A4 {spec_kind(spec)}", kappa_emp, kappa, spec))
+            assert_certificate(kappa, kappa_emp, what=f"A4 {mode} layer {l + 1}: kappa_l against kappa_emp")
+            worst = max(worst, LOG.record(f"A4 {spec.kind}", kappa_emp, kappa, spec))
     target(worst, label="A4 kappa_emp / kappa")
 
 
 # ---------------------------------------------------------------------------
 # T3: input Jacobian
-
-
-def input_jacobian(net: Net, b: int) -> torch.Tensor:
-    """dz/dx of sample b (smooth mode) as a (classes, T n_0) matrix: x flattened over the whole sequence."""
-    def z(xb: torch.Tensor) -> torch.Tensor:
-        return net.model(xb.unsqueeze(0), mode="smooth")[0]
-
-    J = torch.autograd.functional.jacobian(z, net.x[b], vectorize=True)
-    return J.reshape(J.shape[0], -1)
 
 
 @one_thread
@@ -115,7 +109,7 @@ def check_input_lipschitz(spec: NetSpec) -> None:
     c = net.constants()
     t3 = input_lipschitz(c, net.grid_h(c))
     if t3.value is None:
-        count(f"T3 {spec_kind(spec)}: L_in overflows (None)")
+        LOG.count(f"T3 {spec.kind}: L_in overflows (None)")
     assume(t3.value is not None)
     L_in, grad_bound = t3.value, t3.details["grad_x_bound"]
     worst = 0.0
@@ -125,22 +119,16 @@ def check_input_lipschitz(spec: NetSpec) -> None:
         z = net.model(net.x[b:b + 1], mode="smooth")
         grad_z = torch.softmax(z, dim=1)[0] - F.one_hot(net.y[b], spec.num_classes).double()  # d CE / dz
         grad_x = (J.T @ grad_z).norm().item()
-        # spectral norm from an SVD in float64: relative error ~1e-15, RTOL covers it
-        assert within(spectral, L_in), f"T3: ||dz/dx|| = {spectral!r} > L_in = {L_in!r} (sample {b})"
-        assert within(grad_x, grad_bound), f"T3: ||grad_x l|| = {grad_x!r} > sqrt(2) L_in = {grad_bound!r} (sample {b})"
-        worst = max(worst, record(f"T3 {spec_kind(spec)} (||dz/dx|| / L_in)", spectral, L_in, spec))
-        record(f"T3 {spec_kind(spec)} (||grad_x l|| / sqrt2 L_in)", grad_x, grad_bound, spec)
+        # spectral norm from an SVD in float64: relative error ~1e-15, rtol covers it
+        assert_certificate(L_in, spectral, what=f"T3 L_in against ||dz/dx||, sample {b}")
+        assert_certificate(grad_bound, grad_x, what=f"T3 sqrt(2) L_in against ||grad_x l||, sample {b}")
+        worst = max(worst, LOG.record(f"T3 {spec.kind} (||dz/dx|| / L_in)", spectral, L_in, spec))
+        LOG.record(f"T3 {spec.kind} (||grad_x l|| / sqrt2 L_in)", grad_x, grad_bound, spec)
     target(worst, label="T3 ||dz/dx|| / L_in")
 
 
 # ---------------------------------------------------------------------------
 # T4: Hessian spectrum over all parameters
-
-
-def hessian_eigenvalues(net: Net, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues of the exact Hessian of the mean cross-entropy on (x, y) over all parameters (readout included)."""
-    H = torch.autograd.functional.hessian(net.loss_fn(x, y), net.flat_params(), vectorize=True)
-    return torch.linalg.eigvalsh((H + H.T) / 2)
 
 
 @one_thread
@@ -150,15 +138,15 @@ def check_smoothness(spec: NetSpec) -> None:
     c = net.constants()
     t4 = smoothness(c, net.grid_h(c))
     if t4.value is None:
-        count(f"T4 {spec_kind(spec)}: L overflows (None)")
+        LOG.count(f"T4 {spec.kind}: L overflows (None)")
     assume(t4.value is not None)
     L = t4.value
     worst = 0.0
     for name, x, y in (("sample", net.x[:1], net.y[:1]), ("batch", net.x, net.y)):
         top = hessian_eigenvalues(net, x, y).abs().max().item()
-        # eigvalsh of a float64 matrix of size < 300: absolute error ~1e-13 ||H||, far inside RTOL L (L >= 1.5)
-        assert within(top, L), f"T4 ({name}): |lambda|max = {top!r} > L = {L!r}"
-        worst = max(worst, record(f"T4 {spec_kind(spec)}", top, L, spec))
+        # eigvalsh of a float64 matrix of size < 300: absolute error ~1e-13 ||H||, far inside rtol L (L >= 1.5)
+        assert_certificate(L, top, what=f"T4 ({name}) L against |lambda|max")
+        worst = max(worst, LOG.record(f"T4 {spec.kind}", top, L, spec))
     target(worst, label="T4 |lambda| / L")
 
 
@@ -183,35 +171,6 @@ def ball_constants(net: Net, rho: float):
     )
 
 
-def _sphere(gen: torch.Generator, n: int, rho: float) -> torch.Tensor:
-    v = torch.randn(n, generator=gen, dtype=torch.float64)
-    return rho * v / v.norm()
-
-
-def _value_and_grad(f, w: torch.Tensor) -> tuple[float, torch.Tensor]:
-    w = w.detach().requires_grad_(True)
-    value = f(w)
-    (grad,) = torch.autograd.grad(value, w)
-    return value.item(), grad
-
-
-def inner_max(f, w: torch.Tensor, rho: float, starts: list[torch.Tensor]) -> float:
-    """max_{||eps|| <= rho} F(w + eps), estimated from below by projected (normalised) gradient ascent."""
-    best = -math.inf
-    for eps in starts:
-        step = rho / 2
-        for _ in range(PGA_STEPS + 1):
-            value, grad = _value_and_grad(f, w + eps)
-            best = max(best, value)
-            gnorm = grad.norm()
-            if gnorm == 0:  # a stationary point: nothing to ascend
-                break
-            eps = eps + step * grad / gnorm
-            eps = eps * min(1.0, rho / eps.norm().item())
-            step *= 0.85
-    return best
-
-
 @one_thread
 def check_sam_first_order(spec: NetSpec, rho: float) -> None:
     """T5: the four SAM first-order inequalities at random w and labels, L from T4 on the rho-ball."""
@@ -219,7 +178,7 @@ def check_sam_first_order(spec: NetSpec, rho: float) -> None:
     c, h = net.constants(), net.grid_h(net.constants())
     t4 = smoothness(ball_constants(net, rho), h)
     if t4.value is None:
-        count("T5: L overflows (None)")
+        LOG.count("T5: L overflows (None)")
     assume(t4.value is not None)
     t5 = sam_first_order(t4.value, rho).details
     # for the report only: the same ratios against L from the constants at w alone (not valid on the ball)
@@ -228,38 +187,24 @@ def check_sam_first_order(spec: NetSpec, rho: float) -> None:
 
     def log(name: str, estimate: float) -> float:
         if t5_at_w is not None:
-            record(f"T5 {name} (info: L at w, not asserted)", estimate, t5_at_w[name], spec)
-        return record(f"T5 {name}", estimate, t5[name], spec)
-    f, w = net.loss_fn(), net.flat_params()
-    F0, g = _value_and_grad(f, w)
-    gnorm = g.norm().item()
-    assume(gnorm > 0)  # eps_hat needs a direction
-    gen = torch.Generator().manual_seed(spec.seed + 1)
+            LOG.record(f"T5 {name} (info: L at w, not asserted)", estimate, t5_at_w[name], spec)
+        return LOG.record(f"T5 {name}", estimate, t5[name], spec)
+
+    errors = sam_errors(net, rho, seed=spec.seed + 1)
+    assume(errors.grad_norm > 0)  # eps_hat needs a direction
+    # every quantity is a difference of O(1) losses or gradients: atol covers its rounding
     worst = 0.0
-
-    # |F(w+eps) - F(w) - <g, eps>| <= L rho^2/2 on random points of the sphere (ATOL: rounding of O(1) losses)
-    for _ in range(T5_RANDOM_DIRECTIONS):
-        eps = _sphere(gen, w.numel(), rho)
-        gap = abs(f(w + eps).item() - F0 - (g @ eps).item())
-        assert within(gap, t5["taylor"]), f"T5 taylor: {gap!r} > L rho^2/2 = {t5['taylor']!r}"
+    for gap in errors.taylor:  # random points of the sphere ||eps|| = rho
+        assert_certificate(t5["taylor"], gap, what="T5 taylor: L rho^2/2 against |F(w+eps) - F(w) - <g, eps>|")
         worst = max(worst, log("taylor", gap))
-
-    eps_hat = rho * g / gnorm
-    F_hat, g_hat = _value_and_grad(f, w + eps_hat)
-    step_gap = abs(F_hat - F0 - rho * gnorm)
-    assert within(step_gap, t5["ascent_step"]), f"T5 ascent step: {step_gap!r} > L rho^2/2 = {t5['ascent_step']!r}"
-    worst = max(worst, log("ascent_step", step_gap))
-
+    assert_certificate(t5["ascent_step"], errors.ascent_step, what="T5 ascent step: L rho^2/2")
+    worst = max(worst, log("ascent_step", errors.ascent_step))
     # 0 <= max F(w+eps) - F(w+eps_hat) holds by construction (eps_hat is a start); the ascent value is a
     # lower estimate of the max, so it must stay below the upper bound L rho^2.
-    best = inner_max(f, w, rho, [eps_hat] + [_sphere(gen, w.numel(), rho) for _ in range(PGA_STARTS - 1)])
-    max_gap = best - F_hat
-    assert within(max_gap, t5["inner_max_gap"]), f"T5 inner max: {max_gap!r} > L rho^2 = {t5['inner_max_gap']!r}"
-    worst = max(worst, log("inner_max_gap", max_gap))
-
-    shift = (g_hat - g).norm().item()
-    assert within(shift, t5["grad_shift"]), f"T5 grad shift: {shift!r} > L rho = {t5['grad_shift']!r}"
-    worst = max(worst, log("grad_shift", shift))
+    assert_certificate(t5["inner_max_gap"], errors.inner_max_gap, what="T5 inner max gap: L rho^2")
+    worst = max(worst, log("inner_max_gap", errors.inner_max_gap))
+    assert_certificate(t5["grad_shift"], errors.grad_shift, what="T5 grad shift: L rho")
+    worst = max(worst, log("grad_shift", errors.grad_shift))
     target(worst, label="T5 worst ratio")
 
 
@@ -299,16 +244,12 @@ def check_local_mechanism(spec: NetSpec, mode: str) -> None:
         t7 = local_mechanism(W1_norm, s[-1].item(), grad_W1.norm().item(), s_1=s[0].item())
         assert t7.status == "ok"
         gx, middle = grad_x[b].norm().item(), W1_norm * D.norm().item()
-        # middle: D from X^+, relative error ~1e-16 cond <= 1e-11, inside RTOL
-        assert within(gx, middle), f"T7 sample {b}: ||grad_x l|| = {gx!r} > ||W1|| ||D|| = {middle!r}"
-        # s_T from an SVD in float64 with s_T > 1e-5 s_1: relative error < 1e-10, inside RTOL
-        assert within(gx, t7.value), f"T7 sample {b}: ||grad_x l|| = {gx!r} > ||W1|| ||grad_W1 l|| / s_T = {t7.value!r}"
-        record("T7 (||grad_x l|| / ||W1|| ||D||)", gx, middle, spec)
-        target(record("T7", gx, t7.value, spec), label=f"T7 ratio sample {b}")
-
-
-def spec_kind(spec: NetSpec) -> str:
-    return "conv" if spec.layers[0].startswith("conv") else "dense"
+        # middle: D from X^+, relative error ~1e-16 cond <= 1e-11, inside rtol
+        assert_certificate(middle, gx, what=f"T7 sample {b}: ||W1|| ||D||_F against ||grad_x l||")
+        # s_T from an SVD in float64 with s_T > 1e-5 s_1: relative error < 1e-10, inside rtol
+        assert_certificate(t7.value, gx, what=f"T7 sample {b}: ||W1|| ||grad_W1 l|| / s_T against ||grad_x l||")
+        LOG.record("T7 (||grad_x l|| / ||W1|| ||D||)", gx, middle, spec)
+        target(LOG.record("T7", gx, t7.value, spec), label=f"T7 ratio sample {b}")
 
 
 # ---------------------------------------------------------------------------
