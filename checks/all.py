@@ -80,7 +80,8 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
     ``NEEDS`` declares, from the checkpoint (:func:`from_checkpoint`): T5 the run's rho,
     T6 the run folder; a module whose ``run`` takes ``local`` gets ``local`` (the local
     bounds and looseness budgets of ``checks._budgets``); ``certificate`` (``failure_probability``,
-    ``certificate_steps``) goes to a module whose ``run`` takes them (T4's randomized certificate).
+    ``certificate_steps``) goes to a module whose ``run`` takes them (T4's randomized certificate), and
+    T6 gets the T4 result computed before it (its local L where the run's log has none).
     """
     results: list[CheckResult] = []
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
@@ -90,6 +91,8 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
         if "local" in parameters:
             needs["local"] = local
         needs.update({k: v for k, v in (certificate or {}).items() if k in parameters})
+        if "t4_result" in parameters:  # T6's local L: T4's local certificate at this checkpoint, where computed
+            needs["t4_result"] = next((r for r in results if r.id == "T4"), None)
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
     return results

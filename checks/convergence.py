@@ -230,8 +230,14 @@ def read_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 def run_folder(run_dir: str | Path, *, seed: int = 0, progress: bool = False, device: str = "cpu",
                dtype: str = "float32", batch: int = DEFAULT_PROBE, split: str = "test",
-               tol: float | None = None, max_iter: int | None = None, cache_dir: str | None = None) -> CheckResult:
-    """T6 on a run folder; L from its logged T4 results, else T4 computed at its ckpt.pt (probe of ``batch``)."""
+               tol: float | None = None, max_iter: int | None = None, cache_dir: str | None = None,
+               t4_result: CheckResult | None = None) -> CheckResult:
+    """T6 on a run folder; L from its logged T4 results, else T4 computed at its ckpt.pt (probe of ``batch``).
+
+    The local L (T6's premise eta <= 1/L_local and its right-hand side, a conditional value) comes from the
+    T4 local bounds logged along the run; where the log has none, from ``t4_result``'s local bound (T4 at the
+    checkpoint, as ``checks.all`` computes it just before), placed at the last logged step.
+    """
     run_dir = Path(run_dir)
     records, train = read_run(run_dir)
     probes = probe_records(records)
@@ -249,6 +255,8 @@ def run_folder(run_dir: str | Path, *, seed: int = 0, progress: bool = False, de
                 merged[k] = merged.get(k, True) and bool(v)
         L_local = max(local) if local else None
         local_bounds = t4_local_series(records)
+        if not local_bounds and t4_result is not None and t4_result.local_bound is not None:
+            local_bounds = [(int(probes[-1]["step"]), float(t4_result.local_bound))]
     else:
         result = _t4_at_checkpoint(run_dir, seed=seed, progress=progress, device=device, dtype=dtype, batch=batch,
                                    split=split, tol=tol, max_iter=max_iter, cache_dir=cache_dir)
@@ -276,7 +284,8 @@ def _t4_at_checkpoint(run_dir: Path, *, seed: int, progress: bool, device: str, 
 
 def run(model: Any, probe: Any, *, seed: int = 0, progress: bool = False, run_dir: str | Path | None = None,
         device: str = "cpu", dtype: str = "float32", batch: int = DEFAULT_PROBE, split: str = "test",
-        tol: float | None = None, max_iter: int | None = None, cache_dir: str | None = None) -> CheckResult:
+        tol: float | None = None, max_iter: int | None = None, cache_dir: str | None = None,
+        t4_result: CheckResult | None = None) -> CheckResult:
     """The uniform check signature: T6 from ``run_dir``'s monitor log (the model and probe are not used).
 
     The other options are :func:`run_folder`'s. Where the folder cannot give T6 (no
@@ -288,7 +297,7 @@ def run(model: Any, probe: Any, *, seed: int = 0, progress: bool = False, run_di
                               "(python -m checks.convergence --run RUN_DIR)")
     try:
         return run_folder(run_dir, seed=seed, progress=progress, device=device, dtype=dtype, batch=batch,
-                          split=split, tol=tol, max_iter=max_iter, cache_dir=cache_dir)
+                          split=split, tol=tol, max_iter=max_iter, cache_dir=cache_dir, t4_result=t4_result)
     except CheckInputError as e:  # T6 cannot be assessed from this folder: record why
         return make_result("T6", "convergence", bound=None, estimate=None, seed=seed, details={"reason": str(e)})
 
