@@ -77,6 +77,10 @@ def local_line(r: CheckResult) -> str | None:
     if steps:
         top = max(steps, key=lambda e: e["log10_ratio"])
         line += f"; top factor: {top['factor']} ({10 ** top['log10_ratio']:.3g}x)"
+    local = r.details.get("local") if isinstance(r.details, dict) else None
+    premise = local.get("premise_holds_everywhere") if isinstance(local, dict) else None
+    if premise is not None:
+        line += f"; premise eta <= 1/L_local {'holds' if premise else 'FAILS'} at every logged step"
     if r.local_holds is False:
         line += ("; its premise fails (local value below the estimate)" if r.local_kind == "conditional"
                  else "; BROKEN CERTIFICATE: the local bound lies below what it bounds")

@@ -111,6 +111,29 @@ def test_t6_records_per_step_premises_with_logged_local_bounds(tmp_path: Path) -
     assert r.local_bound == pytest.approx(d["rhs_local_bound"][d["steps"].index(d["step_worst"])])
     assert r.local_bound < r.bound
     assert sum(e["log10_ratio"] for e in r.looseness) == pytest.approx(math.log10(r.bound / r.estimate), abs=1e-9)
+    assert r.local_kind == "conditional"
+    assert "premise eta <= 1/L_local FAILS at every logged step" in format_results([r])
+
+
+def test_t6_takes_t4s_local_certificate_where_the_log_has_none(tmp_path: Path) -> None:
+    """checks.all hands T6 the T4 result it computed at the checkpoint: its local bound decides the premise."""
+    from checks._result import make_result
+
+    run = tmp_path / "run"
+    run.mkdir()
+    train = {"method": "sf", "rho": 0.0, "sam_batch": "independent", "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
+    (run / "config.json").write_text(json.dumps({"train": train, "model": {}}))
+    lines = [{"kind": "probe", "step": s, "loss": f, "grad_norm_sq": g, "sigma2": 4.0, "n_probe": 64}
+             for s, f, g in ((0, 2.3, 0.5), (10, 1.9, 0.3), (20, 1.5, 0.2))]
+    lines.append({"kind": "check", "step": 10, "result": {"id": "T4", "bound": 400.0, "estimate": 1.0,
+                                                          "assumptions": {}}})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert convergence.run_folder(run).local_bound is None
+    t4 = make_result("T4", "smoothness", bound=400.0, estimate=1.0, local_bound=2.0, local_kind="probabilistic",
+                     local_failure_probability=1e-3)
+    r = convergence.run(None, None, run_dir=run, t4_result=t4)
+    assert [(p["step"], p["L_local"], p["holds"]) for p in r.details["premise_local"]] == [(20, 2.0, True)]
+    assert "premise eta <= 1/L_local holds at every logged step" in format_results([r])
 
 
 def _soft_band_zero_reset_net(seed: int) -> tuple[SNN, torch.Tensor, torch.Tensor]:
