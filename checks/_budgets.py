@@ -119,11 +119,11 @@ def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str]
     measured_I = max(hi_I, 0.0) if side == "max" else -min(lo_I, 0.0)
     lo, hi = state_interval_local(c.lam, c.theta, c.reset, c.T, lo_I, hi_I, s_max)
     steps = [Step("S_{l-1}: input entry bound (X_inf, or 1 for spikes) -> max observed input entry", S_prev, a_max,
-                  c1 * q + theta_q),
+                  c1 * q + theta_q, l + 1),
              Step("c_l = ||W^l||_inf S_{l-1} + ||b^l||_inf -> max observed |current| on that side", c1, measured_I,
-                  measured_I * q + theta_q)]
+                  measured_I * q + theta_q, l + 1)]
     if theta_q:
-        steps.append(Step("reset depth theta -> theta max s (observed)", c.theta, c.theta * s_max, -lo))
+        steps.append(Step("reset depth theta -> theta max s (observed)", c.theta, c.theta * s_max, -lo, l + 1))
     local = hi if side == "max" else -lo
     if abs(steps[-1].value - local) > 1e-12 * max(abs(local), 1.0):
         raise ArithmeticError(f"T2 local chain ends at {steps[-1].value}, not at the local bound {local}")
@@ -373,5 +373,5 @@ def t7(model: SNN, x: torch.Tensor, y: torch.Tensor, i: int, W1_norm: float, bou
     D_norm = float((G.double() @ torch.linalg.pinv(X)).norm())
     local = mechanism_local(W1_norm, D_norm)
     steps = [Step("||grad_{W^1} l||_F / s_T(X) (conditioning) -> ||D||_F measured (D = grad_{W^1} l X^+)",
-                  grad_W1_norm / s_T, D_norm, local)]
+                  grad_W1_norm / s_T, D_norm, local, 1)]
     return finish(bound, steps, estimate, f"local: at w on probe sample {i}", D_norm=D_norm)
