@@ -4,8 +4,11 @@ A sweep is what ``python -m sast.experiments grid|rho-sweep`` writes: a folder w
 ``results.json`` holds every run's evaluation, the table of means and 95% intervals over
 seeds, the paired differences SAST minus SF and minus the compute-matched SF, and rank
 correlations across runs (``apps.experiments.cli.analyse``). The report reads that one
-file; it says what the numbers show (findings generated from them, with their
-intervals), lays out the results and the paired differences, and draws five figures:
+file. It opens with pictures: the transfer-gap map (figure a) and one summary table,
+setting x rho, of SAST minus SF and minus the compute-matched SF in hard-spike accuracy
+with each difference's verdict as a symbol; then it says what the numbers show (findings
+generated from them, with their intervals), lays out the results and the paired
+differences, and draws the other figures:
 
 a. the transfer-gap map: hard-spike accuracy and transfer gap per setting and method;
 b. per-layer attribution: accuracy lost with hard spikes in one layer, regained with
@@ -53,6 +56,8 @@ DEFAULT_OUTPUT = "report.html"
 TEMPLATE = "sweep.html"
 _PROG = "python -m reports.sweep"
 _LAYER_NUMBER = re.compile(r"(\d+)$")
+HEADLINE_FACTS = ("axes", "seeds", "runs", "wall time")
+"""Facts repeated in the line under the title; all of them are in the section "The sweep"."""
 
 __all__ = ["DEFAULT_OUTPUT", "NotASweep", "build_sweep_report", "load_sweep", "main", "render_sweep"]
 
@@ -131,8 +136,7 @@ def map_block(sw: sv.Sweep) -> FigureBlock:
     for s in sw.settings:
         maps.setdefault(tuple(sw.values[s].get(a, "?") for a in others), []).append(s)
     for i, (combo, settings) in enumerate(maps.items()):
-        rows = [sw.values[s].get(row_axis, sv.setting_label(s)) if row_axis else sv.setting_label(s)
-                for s in settings]
+        rows = [sw.values[s].get(row_axis, sv.setting_label(s)) if row_axis else sv.SUMMARY_ALL for s in settings]
         title = ", ".join(f"{a} = {v}" for a, v in zip(others, combo))
         svg = sf.transfer_gap_map_svg(
             rows, sw.columns, [[sw.cell(s, c, "hard_acc") for c in sw.columns] for s in settings],
@@ -299,13 +303,16 @@ def render_sweep(results: dict[str, Any]) -> str:
         facts=sv.facts(sw),
         command=sv.command(sw),
         base=sv.base_config(sw),
+        headline=[(k, v) for k, v in sv.facts(sw) if k in HEADLINE_FACTS],
+        summary=sv.summary_table(sw),
+        verdict_legend=[(sv.VERDICT_SYMBOLS[word], text) for word, text in sv.VERDICT_LEGEND],
         findings=sv.findings(sw),
         result_columns=[label for _, label in sv.RESULT_COLUMNS],
         results=sv.result_rows(sw),
         paired=sv.paired_rows(sw),
         paired_measured=sw.paired is not None,
-        blocks=[map_block(sw), attribution_block(sw), margins_block(sw), soft_band_block(sw),
-                *mechanism_blocks(sw)],
+        lead=map_block(sw),
+        blocks=[attribution_block(sw), margins_block(sw), soft_band_block(sw), *mechanism_blocks(sw)],
         figure_css=figures.FIGURE_CSS,
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reports import _format as fmt
@@ -447,3 +447,113 @@ def paired_rows(sw: Sweep) -> list[PairedRow]:
 def mean_or_none(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
+
+
+# --- the summary at the top: SAST minus its controls, setting x rho -------------------------------
+
+SUMMARY_FIELD = "hard_acc"
+"""The summary table's quantity: hard-spike accuracy, the deployed model's."""
+VERDICT_SYMBOLS = {"higher": "▲", "lower": "▼", "not resolved": "●", "no interval": "○", NOT_MEASURED: "–"}
+"""One symbol per verdict word of :func:`judge` (and "not measured"); the page writes the word beside it."""
+VERDICT_LEGEND = (("higher", "higher: SAST's hard-spike accuracy is above the control's, the 95% interval lies "
+                             "above 0"),
+                  ("lower", "lower: below the control's, the interval lies below 0"),
+                  ("not resolved", "not resolved: no difference at this interval, it contains 0"),
+                  ("no interval", "no interval: one seed, the difference cannot be judged"),
+                  (NOT_MEASURED, f"{NOT_MEASURED}: no paired record for this setting, rho and control"))
+SUMMARY_CONTROL_NAMES = {"sf": "SF", "sf-matched": "SF-matched"}
+SUMMARY_ALL = "all"
+"""The one row of the summary table (and of the transfer-gap map) of a sweep with no axis but rho."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """SAST minus one control at one setting and rho: the text of the cell, its verdict word and symbol."""
+
+    control: str
+    name: str
+    text: str
+    verdict: str
+    symbol: str
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    setting: str
+    label: str
+    cells: list[list[Difference]]
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """Rows: the settings of the axes other than rho ("all" without one); columns: SAST's rhos.
+
+    ``empty`` is the sentence the table shows in its one cell when there is nothing to compare.
+    """
+
+    axis: str
+    rhos: list[str]
+    rows: list[SummaryRow]
+    empty: str = ""
+
+
+def _has_method(sw: Sweep, method: str) -> bool:
+    return (any(r.method == method for r in sw.runs) or any(k[1] == method for k in sw.table)
+            or any(p.get("control") == method for p in sw.paired or []))
+
+
+def _difference(sw: Sweep, setting: str, rho: float, control: str) -> Difference:
+    name = SUMMARY_CONTROL_NAMES[control]
+    rec = sw.paired_record(setting, rho, control, SUMMARY_FIELD)
+    mean = number(rec.get("mean")) if rec else None
+    if mean is None:
+        if not _has_method(sw, control):
+            text = f"no {name} run in this sweep"
+            title = f"SAST ρ={rho:g} against {CONTROL_NAMES[control]}: {text}."
+        else:
+            text = NOT_MEASURED
+            title = paired_sentence(sw, setting, rho, control)
+        return Difference(control, name, text, NOT_MEASURED, VERDICT_SYMBOLS[NOT_MEASURED], "v-none", title)
+    cell = Cell(mean, number(rec.get("lo")), number(rec.get("hi")))
+    verdict = judge(cell.lo, cell.hi)
+    css = "v-none"
+    if verdict in ("higher", "lower"):
+        css = "v-better" if (verdict == "higher") == HIGHER_IS_BETTER[SUMMARY_FIELD] else "v-worse"
+    return Difference(control, name, interval_text(cell, signed=True), verdict, VERDICT_SYMBOLS[verdict], css,
+                      paired_sentence(sw, setting, rho, control))
+
+
+def _row_label(sw: Sweep, setting: str) -> str:
+    if not sw.axes:
+        return SUMMARY_ALL
+    values = sw.values.get(setting) or {}
+    if all(a in values for a in sw.axes):
+        return ", ".join(values[a] for a in sw.axes)
+    return setting_label(setting)
+
+
+def summary_table(sw: Sweep) -> SummaryTable:
+    """SAST minus SF and minus the compute-matched SF in hard-spike accuracy, per setting and rho.
+
+    Each cell holds the paired records' mean and 95% interval (``results.json``'s ``paired``)
+    with the verdict :func:`judge` gives them, as in the paired-differences table.
+    """
+    axis = ", ".join(sw.axes) if sw.axes else "setting"
+    rhos = [f"{rho:g}" for rho in sw.sast_rhos]
+    table = SummaryTable(axis, rhos, [])
+    if not sw.settings:
+        return replace(table, empty=f"SAST against its controls: {NOT_MEASURED} (results.json has no runs).")
+    if sw.paired is None:
+        return replace(table, empty=f"SAST against its controls: {NOT_MEASURED} (results.json has no paired "
+                                    "comparisons).")
+    if not sw.sast_rhos:
+        return replace(table, empty="No SAST run (rho > 0) in this sweep: nothing to compare.")
+    if not sw.paired:
+        return replace(table, empty="SAST against its controls: none (no SAST run with a control on the same "
+                                    "seed).")
+    rows = [SummaryRow(setting_label(s), _row_label(sw, s),
+                       [[_difference(sw, s, rho, c) for c in CONTROLS] for rho in sw.sast_rhos])
+            for s in sw.settings]
+    return replace(table, rows=rows)

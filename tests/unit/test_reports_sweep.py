@@ -4,10 +4,14 @@ Sweeps are fake (reports.testing.write_fake_sweep writes the schema of
 apps.experiments.cli.analyse without training) and built so the answers are known:
 SF's transfer gap sits in ``gap_layer``; SAST at rho = 0.1 does not differ from SF
 in hard accuracy (not resolved), at rho = 0.3 it is higher (resolved, three seeds).
+
+The report leads with the transfer-gap map and the summary table (setting x rho, SAST minus
+SF and minus SF-matched); the prose findings follow.
 """
 
 from __future__ import annotations
 
+import html as htmllib
 import json
 import re
 import subprocess
@@ -43,6 +47,38 @@ def _finding(lines: list[str], start: str) -> str:
     found = [line for line in lines if line.startswith(start)]
     assert len(found) == 1, (start, lines)
     return found[0]
+
+
+_SUMMARY_ROW = re.compile(r'<tr data-setting="([^"]*)"><th scope="row">(.*?)</th>(.*?)</tr>', re.DOTALL)
+_SUMMARY_CELL = re.compile(r'<td class="diffs" data-rho="([^"]*)">(.*?)</td>', re.DOTALL)
+_SUMMARY_DIFF = re.compile(r'<div class="diff ([\w-]+)" data-control="([^"]*)" data-verdict="([^"]*)" '
+                           r'title="([^"]*)">\s*<span class="ctl">([^<]*)</span><span class="num">([^<]*)</span>'
+                           r'<span class="sym" aria-hidden="true">([^<]*)</span><span class="vh">([^<]*)</span>')
+SYMBOLS = {"higher": "▲", "lower": "▼", "not resolved": "●", "no interval": "○", "not measured": "–"}
+
+
+def _summary_table(html: str) -> str:
+    return re.search(r'<table class="summary">(.*?)</table>', html, re.DOTALL).group(1)
+
+
+def _summary(html: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """The summary table's entries by (row label, rho, control), its text unescaped."""
+    out = {}
+    for _, label, cells in _SUMMARY_ROW.findall(_summary_table(html)):
+        for rho, diffs in _SUMMARY_CELL.findall(cells):
+            for css, control, verdict, title, name, text, symbol, word in _SUMMARY_DIFF.findall(diffs):
+                out[(htmllib.unescape(label), rho, control)] = {
+                    "css": css, "verdict": verdict, "title": htmllib.unescape(title), "text": text,
+                    "symbol": symbol, "word": word, "name": htmllib.unescape(name)}
+    return out
+
+
+def _expected(record: dict) -> tuple[str, str]:
+    """The text and symbol a paired record's hard-accuracy difference should show, from the record alone."""
+    mean, lo, hi = (record[k] * 100 if record[k] is not None else None for k in ("mean", "lo", "hi"))
+    if lo is None:
+        return f"{mean:+.1f}", "○"
+    return f"{mean:+.1f} [{lo:.1f}, {hi:.1f}]", "▲" if lo > 0 else "▼" if hi < 0 else "●"
 
 
 def _render(folder: Path, **options) -> tuple[dict, str]:
@@ -92,6 +128,99 @@ def test_no_banner_without_a_violated_check(full):
     _, html = full
     assert 'id="violations"' not in html
     assert "No theory check reported a violated bound." in html
+
+
+# --- the lead: the transfer-gap map and the summary table ------------------------------------------
+
+def test_gap_map_and_summary_table_come_before_the_findings(full):
+    results, html = full
+    glance = _section(html, "glance")
+    first_finding = html.index('<ul class="findings"><li>')
+    assert html.index("</header>") < html.index('<section id="glance">') < html.index('<section id="findings">')
+    assert html.index('<figure data-figure="fig-map">') < html.index('<table class="summary">') < first_finding
+    # the map is moved up, not drawn twice: its one figure is in the lead, none among the other figures
+    assert len(_figures(html, "fig-map")) == 1 and len(_figures(glance, "fig-map")) == 1
+    assert 'data-figure="fig-map"' not in _section(html, "figures")
+    # nothing between the title line and the lead but the contents line
+    head = html[html.index("</header>"):html.index('<section id="glance">')]
+    assert "<table" not in head and "<figure" not in head and "<pre" not in head
+    # the prose findings follow, unchanged: every finding is in the findings section, in order
+    findings = sv.findings(sv.Sweep(results))
+    lines = [line for _, ls in findings.per_setting for line in ls] + findings.mechanism + findings.checks
+    text = htmllib.unescape(_section(html, "findings"))
+    at = 0
+    for line in lines:
+        at = text.index(line, at) + len(line)
+    # the facts and the command moved below, where nothing is lost
+    assert "wall time" in _section(html, "sweep") and "python -m sast.experiments grid" in _section(html, "sweep")
+
+
+def test_summary_cells_equal_the_paired_data(full):
+    results, html = full
+    cells = _summary(html)
+    hard = [p for p in results["paired"] if p["field"] == "hard_acc"]
+    assert len(cells) == len(hard) == 2 * 2 * 2  # settings, rhos, controls
+    labels = {"beta=0.5": "0.5", "beta=2": "2"}
+    for record in hard:
+        cell = cells[(labels[record["setting"]], f"{record['rho']:g}", record["control"])]
+        text, symbol = _expected(record)
+        assert (cell["text"], cell["symbol"]) == (text, symbol), record
+        assert cell["word"] == cell["verdict"] == {v: k for k, v in SYMBOLS.items()}[symbol]
+        assert cell["title"].startswith(f"SAST ρ={record['rho']:g} against ")  # the finding's sentence
+        assert cell["title"] in htmllib.unescape(_section(html, "findings"))
+    # known by construction: rho = 0.3 beats SF (resolved), rho = 0.1 does not differ
+    assert cells[("0.5", "0.3", "sf")]["text"] == "+6.1 [2.6, 9.6]" and cells[("0.5", "0.3", "sf")]["symbol"] == "▲"
+    assert cells[("2", "0.3", "sf")]["css"] == "v-better"
+    assert cells[("0.5", "0.1", "sf")]["symbol"] == "●" and cells[("0.5", "0.1", "sf")]["css"] == "v-none"
+    table = _summary_table(html)
+    assert '<th scope="col">beta</th>' in table
+    assert re.findall(r'<th scope="col">SAST &rho; = ([^<]*)</th>', table) == ["0.1", "0.3"]
+    legend = re.search(r'<ul class="verdict-legend.*?</ul>', html, re.DOTALL).group(0)
+    assert all(symbol in legend for symbol in SYMBOLS.values())
+
+
+def test_summary_one_seed_says_no_interval(tmp_path):
+    _, html = _render(tmp_path, seeds=1, layers=2, rhos=(0.0, 0.3))
+    assert {(c["symbol"], c["word"]) for c in _summary(html).values()} == {("○", "no interval")}
+
+
+def test_summary_without_other_axis_has_one_row_all(tmp_path):
+    results, html = _render(tmp_path, settings={}, seeds=2, layers=2)
+    cells = _summary(html)
+    assert {label for label, _, _ in cells} == {"all"}
+    assert sorted(cells) == [("all", rho, c) for rho in ("0.1", "0.3") for c in ("sf", "sf-matched")]
+    for record in (p for p in results["paired"] if p["field"] == "hard_acc"):
+        assert (cells[("all", f"{record['rho']:g}", record["control"])]["text"],
+                cells[("all", f"{record['rho']:g}", record["control"])]["symbol"]) == _expected(record)
+    assert "&gt;all&lt;" not in html and "all runs (no" not in "".join(_figures(html, "fig-map"))
+
+
+def test_summary_without_the_matched_sf_says_so(tmp_path):
+    path = write_fake_sweep(tmp_path, seeds=2, layers=2)
+    results = json.loads(path.read_text(encoding="utf-8"))
+    for part in ("rows", "table", "paired"):
+        results[part] = [r for r in results[part] if "sf-matched" not in (r["method"] if part != "paired"
+                                                                           else r["control"])]
+    html = sweep.render_sweep(results)
+    cells = _summary(html)
+    assert len(cells) == 2 * 2 * 2
+    for (label, rho, control), cell in cells.items():
+        if control == "sf-matched":
+            assert cell["text"] == "no SF-matched run in this sweep" and cell["symbol"] == "–"
+            assert cell["word"] == "not measured"
+        else:
+            record, = [p for p in results["paired"] if p["field"] == "hard_acc" and p["control"] == "sf"
+                       and p["setting"] == f"beta={label}" and f"{p['rho']:g}" == rho]
+            assert (cell["text"], cell["symbol"]) == _expected(record)
+
+
+def test_summary_without_paired_data_says_so_in_a_cell(tmp_path):
+    _, html = _render(tmp_path, partial=True, seeds=2, layers=2)
+    table = _summary_table(html)
+    assert _summary(html) == {}
+    assert re.search(r'<td class="empty" colspan="3">SAST against its controls: not measured \(results.json '
+                     r'has no paired comparisons\)\.</td>', table)
+    assert 'class="verdict-legend' not in html
 
 
 # --- findings: known by construction ----------------------------------------------------------------
@@ -149,6 +278,7 @@ def test_hostile_setting_is_escaped(tmp_path):
     assert HOSTILE_SETTING not in html and "<script" not in html
     assert ESCAPED in _section(html, "results")
     assert "&lt;script&gt;" in "".join(_figures(html, "fig-map"))  # the map's (shortened) row label
+    assert ESCAPED in _summary_table(html)  # the summary table's row label and data-setting
 
 
 def test_partial_results_say_not_measured(tmp_path):
