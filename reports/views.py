@@ -243,11 +243,16 @@ def timeline_section(run: Run, key: str) -> Section:
     return Section(figures=figs)
 
 
+ALL_LAYERS = "all layers at once (composition)"
+"""The by-layer group of a budget step that no single layer owns (T4: the proof composed over all layers against the
+randomized certificate)."""
+
+
 def _layer_group(entry: dict) -> str:
     layer = entry.get("layer")
     if entry["factor"].startswith(budget_figures.REMAINING_PREFIX):
         return entry["factor"]
-    return f"layer {layer}" if isinstance(layer, int) else "readout and loss" if layer == "readout" else "all layers"
+    return f"layer {layer}" if isinstance(layer, int) else "readout and loss" if layer == "readout" else ALL_LAYERS
 
 
 def _grouped(entries: list[dict], key) -> list[tuple[str, float | None]]:
@@ -281,7 +286,7 @@ def budget_section(run: Run, key: str) -> Section:
         figs.append(FigureView(f"{sid} looseness budget", Markup(svg), caption))
         if any(isinstance(e.get("layer"), int) for e in check.looseness):
             rank = lambda g: (0, int(g[0][6:])) if g[0].startswith("layer ") else (1 if g[0] == "readout and loss"  # noqa: E731
-                                                                                  else 2 if g[0] == "all layers" else 3, 0)
+                                                                                  else 2 if g[0] == ALL_LAYERS else 3, 0)
             layers = sorted(_grouped(check.looseness, _layer_group), key=rank)
             svg = budget_figures.looseness_svg([g for g, _ in layers], [v for _, v in layers],
                                                title=f"{sid}: {check.name}, by layer", key=f"{key}-layers{index}")
