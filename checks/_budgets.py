@@ -50,11 +50,13 @@ class Local:
                 "local_failure_probability": self.failure_probability}
 
 
-LOCAL_HELP = ("also compute the local bound (the same proof with each worst-case constant measured at w on the probe) "
-              "and its looseness budget (global bound -> local bound -> estimate, one factor at a time); --no-local "
-              "skips it. Cost measured on a demo checkpoint (dense:256, T = 20, 64 probe samples, 2 busy cores): "
-              "T2 +0.1 s, T7 +0.1 s, T3 +1-3 s (~20%%), T4 +1 s (~25%%; a forward pass, C backward passes, "
-              "per-neuron T x T products), T5 +3 s (~20%%; T4's measurements for a few state radii on the rho-ball)")
+LOCAL_HELP = ("also compute the local bound (a certificate at w on the probe: the same proof with each worst-case "
+              "constant measured, T3's exact input-Jacobian norms, T4's randomized certificate) and its looseness "
+              "budget (global bound -> local bound -> estimate, one factor and one layer at a time); --no-local skips "
+              "it. Cost on a demo checkpoint (dense:256, T = 20, 64 probe samples, 2 cores): T2 and T7 +0.1 s, "
+              "T3 +1-3 s (C backward passes), T4 +1-2 s (a forward pass, C backward passes, about 46 Hessian-vector "
+              "products of the randomized certificate), T5 +3 s (T4's measurements for a few state radii on the "
+              "rho-ball)")
 
 
 def add_local_flag(p: argparse.ArgumentParser) -> None:
