@@ -93,17 +93,22 @@ def test_cli_prints_one_local_line_per_check() -> None:
     assert any("local bound: - (not requested (local=False))" in line for line in lines)
 
 
-def test_t6_records_per_step_premises_with_logged_local_bounds(tmp_path: Path) -> None:
+def _t6_run(tmp_path: Path, t4_records: list[dict], method: str = "sast", rho: float = 0.05) -> Path:
+    """A run folder with three probe records (steps 0, 10, 20; lr 0.1) and the given logged T4 results."""
     run = tmp_path / "run"
     run.mkdir()
-    train = {"method": "sast", "rho": 0.05, "sam_batch": "independent", "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
+    train = {"method": method, "rho": rho, "sam_batch": "independent", "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
     (run / "config.json").write_text(json.dumps({"train": train, "model": {}}))
     lines = [{"kind": "probe", "step": s, "loss": f, "grad_norm_sq": g, "sigma2": 4.0, "n_probe": 64}
              for s, f, g in ((0, 2.3, 0.5), (10, 1.9, 0.3), (20, 1.5, 0.2))]
-    for step, L, local in ((10, 400.0, 5.0), (20, 500.0, 12.0)):
-        lines.append({"kind": "check", "step": step, "result": {"id": "T4", "bound": L, "estimate": 1.0,
-                                                                 "local_bound": local, "assumptions": {}}})
+    lines += [{"kind": "check", "step": step, "result": {"id": "T4", "assumptions": {}, **res}} for step, res in t4_records]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return run
+
+
+def test_t6_records_per_step_premises_with_logged_local_bounds(tmp_path: Path) -> None:
+    run = _t6_run(tmp_path, [(10, {"bound": 400.0, "estimate": 1.0, "local_bound": 5.0}),
+                             (20, {"bound": 500.0, "estimate": 1.0, "local_bound": 12.0})])
     r = convergence.run_folder(run)
     d = r.details
     assert [p["holds"] for p in d["premise_local"]] == [True, False]  # eta L_local = 0.5, then 1.2
@@ -119,15 +124,7 @@ def test_t6_takes_t4s_local_certificate_where_the_log_has_none(tmp_path: Path) -
     """checks.all hands T6 the T4 result it computed at the checkpoint: its local bound decides the premise."""
     from checks._result import make_result
 
-    run = tmp_path / "run"
-    run.mkdir()
-    train = {"method": "sf", "rho": 0.0, "sam_batch": "independent", "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
-    (run / "config.json").write_text(json.dumps({"train": train, "model": {}}))
-    lines = [{"kind": "probe", "step": s, "loss": f, "grad_norm_sq": g, "sigma2": 4.0, "n_probe": 64}
-             for s, f, g in ((0, 2.3, 0.5), (10, 1.9, 0.3), (20, 1.5, 0.2))]
-    lines.append({"kind": "check", "step": 10, "result": {"id": "T4", "bound": 400.0, "estimate": 1.0,
-                                                          "assumptions": {}}})
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    run = _t6_run(tmp_path, [(10, {"bound": 400.0, "estimate": 1.0})], method="sf", rho=0.0)
     assert convergence.run_folder(run).local_bound is None
     t4 = make_result("T4", "smoothness", bound=400.0, estimate=1.0, local_bound=2.0, local_kind="probabilistic",
                      local_failure_probability=1e-3)
