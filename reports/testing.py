@@ -439,7 +439,7 @@ def _fake_correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     """Write a fake run folder: ``python -m reports.testing PATH``."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
+    if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: python -m reports.testing PATH  (writes a fake run folder at PATH)", file=sys.stderr)
         return 2
     print(write_fake_run(argv[0]))
