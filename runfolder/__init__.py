@@ -49,10 +49,12 @@ RUN_FILES: tuple[str, ...] = (CONFIG_FILE, METRICS_FILE, CHECKS_FILE, EVALUATION
                               REPORT_FILE)
 """Every file a run folder may hold (the lock aside)."""
 
-RECORD_KINDS: tuple[str, ...] = ("train", "eval", "probe", "check", "monitor", "monitor_error", "margins", "error")
+RECORD_KINDS: tuple[str, ...] = ("train", "eval", "probe", "check", "monitor", "monitor_error", "margins", "error",
+                                 "extend")
 """The ``kind`` of a metrics.jsonl record: training loss, per-epoch evaluation, the live
 monitor's probe statistics and check results, its start/end and failures, per-epoch
-membrane margins, and a training error (non-finite loss)."""
+membrane margins, a training error (non-finite loss), and where a run was extended to more
+epochs (``--resume --epochs N``)."""
 
 SCHEMA_VERSION = 1
 """Version of the check-record layout (CheckResult); bump it when a field changes meaning or name."""

@@ -9,7 +9,8 @@ Methods (THEORY.md "The model"):
 
 The run folder holds config.json, metrics.jsonl (one JSON record a line), ckpt.pt
 (the latest epoch) and best.pt (the best validation accuracy). Training resumes
-from ckpt.pt with --resume and then continues exactly as an uninterrupted run.
+from ckpt.pt with --resume and then continues exactly as an uninterrupted run;
+--resume --epochs N extends a run of fewer epochs to N, equal to an N-epoch run.
 Exit codes: 0 done, 2 bad input, 3 the loss became NaN or infinite (the last good
 checkpoint is kept). Data-parallel training runs under ``torchrun`` (see
 :mod:`sast.train.loop`).

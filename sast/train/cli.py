@@ -6,7 +6,8 @@
 Exit codes (:mod:`runfolder.exits`): 0 done, 1 the live monitor stopped training on a
 violated bound (``--on-violation stop``; ckpt.pt holds the state it stopped at), 2 bad input
 or an unusable file (one line naming it), 3 the loss became NaN or infinite (the last good
-checkpoint is kept), 70 an internal error (a bug; traceback). After ``torchrun`` the monitor flag must be spelled
+checkpoint is kept), 70 an internal error (a bug; traceback). ``--resume --epochs N`` extends a run of fewer
+epochs to N (:mod:`sast.train.loop`). After ``torchrun`` the monitor flag must be spelled
 ``--monitor-preset`` (torchrun reads ``--monitor`` as its own ``--monitor-interval``).
 """
 
@@ -25,6 +26,19 @@ from sast.train.config import TrainConfig
 from sast.train.loop import TrainingDiverged, train
 
 ON_VIOLATION = ("warn", "stop")
+
+
+class _Given(argparse.Action):
+    """Stores the flag's value and notes that it was given (:func:`given`): a default never extends a run."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+def given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the flag of ``dest`` was on the command line (for the flags stored by :class:`_Given`)."""
+    return dest in getattr(args, "given", ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate eta")
     p.add_argument("--batch-size", type=int, default=None, help=f"minibatch size b (default {d.batch_size}; "
                    "gesture sets 16); under torchrun the global batch, split evenly over the processes")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, action=_Given, help="epochs to train; with --resume, "
+                   "more than the run's epochs extends it (see --resume)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation and shuffling "
                    "(CPU runs repeat bit for bit)")
     p.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
@@ -69,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
     p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its ckpt.pt "
-                   "(its log is cut back to that checkpoint). A folder whose run stopped before its first epoch "
+                   "(its log is cut back to that checkpoint), with the same settings as the run (a changed one is "
+                   "refused, naming it). To extend a finished (or interrupted) run of E epochs give --resume "
+                   "--epochs N with N > E: it trains on to N epochs, config.json then says N, and metrics.jsonl "
+                   "gets an 'extend' record where it was extended; the result equals a run of N epochs from the "
+                   "start (bit for bit on the CPU). N below E is refused, and only an --epochs given extends a run "
+                   f"(its default, {d.epochs}, never does). A folder whose run stopped before its first epoch "
                    "ended has no ckpt.pt: it is started over, with or without --resume (a note says so); --resume "
                    "on a folder that holds no run is refused. One trainer per folder: a second one exits 2 naming "
                    "the first one's pid (lock file " + LOCK_FILE + ")")
@@ -127,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
         check_writable(run_dir / CONFIG_FILE)  # a file in the way, a read-only parent: said before any data is made
         summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor, args.on_violation),
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=args.resume, progress=not args.no_progress,
+                        extend=given(args, "epochs"))  # only an --epochs given extends a run
     except TrainingDiverged as e:
         code, error = 3, str(e)
     except StopTraining as e:  # the monitor stopped training (--on-violation stop): ckpt.pt holds that state

@@ -8,6 +8,26 @@ count) and the callbacks get their saved state back, so metrics.jsonl equals the
 uninterrupted run's record for record (timings aside). A NaN or infinite loss raises
 :class:`TrainingDiverged` (the last good checkpoint is kept).
 
+Extending a run (``resume=True, extend=True``; ``python -m sast.train --resume --epochs N``):
+a finished or interrupted run of E epochs is continued to N > E epochs. Nothing in training
+depends on the total epoch count (the learning rate is constant, every epoch's shuffle is
+drawn from the seeded generators that the checkpoint holds, the monitor's schedules count
+steps and finished epochs), so the extended run is the N-epoch run: on the CPU its weights,
+optimizer state (any optimizer: its state is checkpointed), generators and counters equal,
+bit for bit, those of a run trained for N epochs from the start, SAST included
+(tests/e2e/test_train_extend.py); a checkpoint written after the extension counts one more
+log record (``log_records``: the extend record), and timings differ. config.json is rewritten
+(atomically) with N epochs and its command with ``--epochs N``, everything else kept; the
+log is cut back to the checkpoint as on every resume, which drops the records that happen
+only at a run's end (the callbacks' ``on_train_end``: the monitor's final T6 and its "end"
+record; the per-epoch "eval" records are kept), and gains one record where the run was
+extended, ``{"kind": "extend", "step", "epoch", "from_epochs": E, "to_epochs": N}``. So the
+extended run's metrics.jsonl is the N-epoch run's plus that record (timings aside). What
+differs: best.pt, when its epoch lies in the first E, is the file written then, whose
+``train_config`` says E epochs (its weights and state are the N-epoch run's); config.json's
+environment is the first launch's. N below the run's epochs is refused (a run is not
+shortened), as is any other changed setting (naming them).
+
 A callback stops training by raising :class:`sast.callbacks.StopTraining` from a hook (the
 live monitor with ``--on-violation stop``). The loop then writes ckpt.pt with the current
 state before it re-raises: after a step, the weights of that step, marked ``stopped`` with
@@ -51,18 +71,19 @@ settings a resume must match: resuming on another number of processes is allowed
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from runfolder import (BEST_FILE, CHECKPOINT_FILE, CHECKS_FILE, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE,
-                       REPORT_FILE, RUN_FILES, temp_files)
+                       REPORT_FILE, RUN_FILES, read_json, temp_files)
 from runfolder.lock import RunLock
 from sast import checkpoint, distributed
 from sast.callbacks import Callback, StopTraining
@@ -203,14 +224,49 @@ RESUME_KEYS = ("train_config", "step", "epoch", "grad_evals", "best", "optimizer
 written when a callback stopped training mid-epoch also holds ``batch_index``, ``window`` and ``stopped``)."""
 
 
-def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int) -> dict[str, Any]:
-    """The checkpoint to resume from, checked against ``cfg``; the log cut back to its step (rank 0's part)."""
+EXTEND_KIND = "extend"
+"""The ``kind`` of the metrics.jsonl record that marks where a run was extended to more epochs (in
+``runfolder.RECORD_KINDS``)."""
+
+
+def _check_settings(cfg: TrainConfig, saved: TrainConfig, trained: int, ckpt_path: Path, extend: bool) -> int | None:
+    """Refuse a resume whose settings differ from the checkpoint's; returns the run's epochs when ``cfg`` extends it.
+
+    ``extend``: ``cfg.epochs`` may exceed the run's epochs (``--epochs`` was given). Any other
+    changed setting is refused naming them, and so is ``cfg.epochs`` below the run's epochs.
+    """
+    new, old = cfg.to_dict(), saved.to_dict()
+    diff = sorted(k for k in new if new[k] != old.get(k))
+    extending = extend and "epochs" in diff
+    refused = [k for k in diff if not (extending and k == "epochs")]
+    if refused:
+        hint = ""
+        if refused == ["epochs"]:  # --epochs not given: the default differs from the run's
+            hint = (f" (the run has {saved.epochs} epochs: pass --epochs {saved.epochs} to continue it, or a larger "
+                    "--epochs to extend it)")
+        raise ValueError(f"--resume with different settings ({', '.join(refused)}) than {ckpt_path}{hint}")
+    if not extending:
+        return None
+    if cfg.epochs < saved.epochs:
+        if trained >= saved.epochs:
+            what = f"{ckpt_path} has already trained {trained} epochs"
+        else:
+            what = f"the run in {ckpt_path} has {saved.epochs} epochs ({trained} trained so far)"
+        raise ValueError(f"--resume --epochs {cfg.epochs}: {what}; --epochs can extend a run, not shorten it (pass "
+                         f"--epochs {saved.epochs} to continue it as it is, or more to extend it)")
+    return saved.epochs
+
+
+def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: int,
+                 extend: bool = False) -> dict[str, Any]:
+    """The checkpoint to resume from, checked against ``cfg``; the log cut back to its step (rank 0's part).
+
+    ``extended_from``: the run's epochs where ``cfg`` extends it to more (``extend``), else None.
+    """
     _, ckpt = checkpoint.load(ckpt_path)
     checkpoint.require(ckpt, ckpt_path, RESUME_KEYS, "resume")
     saved = TrainConfig.from_dict(ckpt["train_config"])
-    if saved.to_dict() != cfg.to_dict():
-        diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict().get(k))
-        raise ValueError(f"--resume with different settings ({', '.join(diff)}) than {ckpt_path}")
+    extended_from = _check_settings(cfg, saved, int(ckpt["epoch"]), ckpt_path, extend)
     saved_world = int(ckpt.get("world_size", 1))
     if saved_world != world_size:
         if cfg.method == "sast" and cfg.sam_perturbation == "local":
@@ -229,7 +285,41 @@ def _read_resume(cfg: TrainConfig, ckpt_path: Path, run_dir: Path, world_size: i
         last_eval = evals[-1]
     else:
         MetricsLog.truncate_after(run_dir / METRICS_FILE, ckpt["step"], ckpt.get("log_records"))
-    return {"ckpt": ckpt, "last_eval": last_eval}
+    return {"ckpt": ckpt, "last_eval": last_eval, "extended_from": extended_from}
+
+
+def _with_epochs(command: str, epochs: int) -> str:
+    """``command`` (a recorded ``python -m sast.train ...`` line) with its ``--epochs`` value set to ``epochs``."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return command
+    for i, arg in enumerate(argv):
+        if arg == "--epochs" and i + 1 < len(argv):
+            argv[i + 1] = str(epochs)
+            return shlex.join(argv)
+        if arg.startswith("--epochs="):
+            argv[i] = f"--epochs={epochs}"
+            return shlex.join(argv)
+    return command
+
+
+def _extend_config_file(run_dir: Path, cfg: TrainConfig, fresh: Callable[[], dict[str, Any]]) -> None:
+    """config.json with ``cfg.epochs`` epochs (its ``train.epochs`` and its command's ``--epochs``), everything
+    else kept; written atomically. A missing or unreadable config.json is written anew (``fresh()``), with a note."""
+    path = run_dir / CONFIG_FILE
+    try:
+        doc = read_json(path)
+    except (FileNotFoundError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
+        print(f"note: {path} was missing or unreadable; written anew for the extended run", file=sys.stderr)
+        write_json(path, fresh())
+        return
+    doc["train"]["epochs"] = cfg.epochs
+    if isinstance(doc.get("command"), str):
+        doc["command"] = _with_epochs(doc["command"], cfg.epochs)
+    write_json(path, doc)
 
 
 def train(
@@ -240,8 +330,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     data: Data | None = None,
+    extend: bool = False,
 ) -> dict[str, Any]:
     """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record).
+
+    ``extend`` (with ``resume``): ``cfg.epochs`` may exceed the epochs of the run being
+    resumed, which is then extended to ``cfg.epochs`` (module docstring); without it a
+    changed ``epochs`` is refused like any other setting.
 
     Under torchrun (module docstring) every rank returns the same summary; rank 0 alone
     writes ``run_dir`` and runs ``callbacks``.
@@ -260,14 +355,15 @@ def train(
     asked = resume
     resume = ctx.on_main(lambda: _open_run_dir(run_dir, ckpt_path, asked, held))
     try:
-        return _train(cfg, ctx, run_dir, callbacks=callbacks, resume=resume, progress=progress, data=data)
+        return _train(cfg, ctx, run_dir, callbacks=callbacks, resume=resume, progress=progress, data=data,
+                      extend=extend)
     finally:
         for lock in held:
             lock.release()
 
 
 def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbacks: Sequence[Callback],
-           resume: bool, progress: bool, data: Data | None) -> dict[str, Any]:
+           resume: bool, progress: bool, data: Data | None, extend: bool = False) -> dict[str, Any]:
     """:func:`train` once the folder is rank 0's (locked, and resume decided)."""
     ckpt_path = run_dir / CHECKPOINT_FILE
     device = ctx.device(cfg.device)
@@ -279,8 +375,15 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
     gen_perturb = torch.Generator().manual_seed(cfg.seed * 2 + 2)
     start_epoch, step, grad_evals, best = 0, 0, 0, -1.0
     skip, window = 0, []  # steps already done in the first epoch (a resumed mid-epoch stop), and their losses
+    extended_from: int | None = None  # the run's epochs where this launch extends it to cfg.epochs
+
+    def config_document() -> dict[str, Any]:
+        return {"train": cfg.to_dict(), "model": model.config.to_dict(),
+                "command": ctx.launcher() + cfg.command(run_dir).removeprefix("python"),
+                "environment": environment(), "device": str(device), "distributed": ctx.describe()}
+
     if resume:
-        state = ctx.on_main(lambda: _read_resume(cfg, ckpt_path, run_dir, ctx.world_size))
+        state = ctx.on_main(lambda: _read_resume(cfg, ckpt_path, run_dir, ctx.world_size, extend))
         ckpt = state["ckpt"]
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -290,6 +393,11 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
         skip, window = int(ckpt.get("batch_index", 0)), [float(v) for v in ckpt.get("window", [])]
         if state["last_eval"] is not None:
             return state["last_eval"]
+        extended_from = state["extended_from"]
+        if extended_from is not None:
+            ctx.on_main(lambda: _extend_config_file(run_dir, cfg, config_document))
+            distributed.note(f"note: extending the run in {run_dir} from {extended_from} to {cfg.epochs} epochs "
+                             f"(continuing from epoch {start_epoch}, step {step})")
         if ckpt.get("stopped"):
             distributed.note(f"note: resuming {ckpt_path}, written when training stopped at step {ckpt['step']}: "
                              f"{ckpt['stopped'].get('reason', '')}")
@@ -301,14 +409,14 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
         def start_run_dir() -> None:
             run_dir.mkdir(parents=True, exist_ok=True)
             _clear_stale_run(run_dir)
-            write_json(run_dir / CONFIG_FILE, {"train": cfg.to_dict(), "model": model.config.to_dict(),
-                                              "command": ctx.launcher() + cfg.command(run_dir).removeprefix("python"),
-                                              "environment": environment(), "device": str(device),
-                                              "distributed": ctx.describe()})
+            write_json(run_dir / CONFIG_FILE, config_document())
 
         ctx.on_main(start_run_dir)
     replicated = ctx.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
     log = MetricsLog(run_dir / METRICS_FILE) if ctx.is_main else distributed.NullLog()
+    if extended_from is not None:  # after the log was cut back to the checkpoint: where the extension begins
+        log.log({"kind": EXTEND_KIND, "step": step, "epoch": start_epoch, "from_epochs": extended_from,
+                 "to_epochs": cfg.epochs})
     run = Run(cfg, run_dir, model, optimizer, data, log, step=step, epoch=start_epoch, grad_evals=grad_evals)
     n_batches = len(data.train) // cfg.batch_size
     bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches + skip, disable=not progress,

@@ -118,7 +118,8 @@ def test_existing_run_needs_resume(tmp_path, tiny_train_args, capsys):
     capsys.readouterr()
     assert main([*tiny_train_args, "--epochs", "1", "--run-dir", str(run)]) == 2
     assert "pass --resume" in capsys.readouterr().err
-    assert main([*tiny_train_args, "--epochs", "2", "--run-dir", str(run), "--resume"]) == 2  # settings differ
+    assert main([*tiny_train_args, "--epochs", "1", "--lr", "0.1", "--run-dir", str(run), "--resume"]) == 2
+    assert "different settings (lr)" in capsys.readouterr().err  # more epochs extend it: test_train_extend.py
 
 
 def test_recorded_command_reproduces_the_configuration(tmp_path, tiny_train_args):
