@@ -1,4 +1,4 @@
-"""The live checks monitor as training callbacks: what ``sast.train --monitor PRESET`` wires in."""
+"""The live checks monitor as training callbacks: what ``sast.train --monitor PRESET`` wires in (:mod:`apps.train`)."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, *, data: str | Non
     A checkpoint without ``train_config`` needs ``data``; its binning is then the model's
     T and the default clip.
     """
-    from sast.train.config import TrainConfig  # the defining modules, not the package (whose cli wires the monitor)
+    from sast.train.config import TrainConfig  # the defining modules, not the package (whose command line, apps.train, wires the monitor)
 
     settings = dict(ckpt.get("train_config") or {})
     if not settings and data is None:

@@ -4,6 +4,7 @@
 - :mod:`apps.experiments.evaluation`: what is measured on every finished run;
 - :mod:`apps.experiments.stats`: means with 95% intervals, paired differences, rank correlations;
 - :mod:`apps.experiments.tables`: text tables and result files;
+- :mod:`apps.experiments.executors`: where the runs execute (the process pool, or submitit jobs: a SLURM array);
 - :mod:`apps.experiments.cli`: the command line.
 """
 

@@ -3,6 +3,9 @@
     python -m sast.experiments grid --dataset nmnist --root DATA --set beta=0.5,1,2 \\
         --set rho=0,0.05,0.1,0.2,0.3,0.5 --seeds 5 --epochs 30 --jobs 2 --out runs/grid
     python -m sast.experiments rho-sweep --dataset synth-nmnist --preset quick
+    python -m sast.experiments grid --dataset nmnist --root DATA --set rho=0,0.1,0.3 --seeds 5 \\
+        --epochs 30 --device cuda --executor submitit --slurm-partition gpu --slurm-time 04:00:00 \\
+        --slurm-gpus-per-task 1 --slurm-mem 16G --out runs/grid
 
 ``grid`` trains, at every combination of the ``--set`` axes (any TrainConfig field) and for
 every seed, HFSB, SF, the compute-matched SF (twice the epochs) and SAST at every rho > 0
@@ -11,7 +14,9 @@ reports mean and 95% interval over seeds of every metric, paired differences SAS
 SF and SAST minus the compute-matched SF on the same seeds, and rank correlations over
 runs between the transfer gap and the mechanism's quantities. ``rho-sweep`` is the grid
 without other axes, with a preset's rhos, seeds and epochs. Both resume (finished runs
-are reused) and train runs in parallel processes with ``--jobs``.
+are reused, whichever executor ran them) and train runs in parallel processes with
+``--jobs``, or as submitit jobs with ``--executor submitit`` (a SLURM array where SLURM is
+installed, local processes otherwise: ``apps.experiments.executors``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ from typing import Any, Sequence
 
 from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, guard, write_json
 
-from apps.experiments import evaluation, stats, tables
+from apps.experiments import evaluation, executors, stats, tables
 from apps.experiments.plan import RunSpec, format_value, parse_axes, plan_runs, settings_product, train_config
 
 EXPERIMENTS = ("rho-sweep", "grid")
@@ -104,8 +110,16 @@ def _duration(seconds: float) -> str:
 
 
 def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, severities: Sequence[int],
-            monitor: str, device: str, checks: str, jobs: int, progress: bool) -> list[dict[str, Any]]:
-    """Run every spec not finished before (``--jobs`` processes), with a progress line after each."""
+            monitor: str, device: str, checks: str, jobs: int, progress: bool,
+            submitit_executor: Any = None) -> tuple[list[dict[str, Any]], list[executors.Failure]]:
+    """Run every spec not finished before, with a progress line after each; the rows of all and the failures.
+
+    A run is finished when its folder holds its evaluation (whichever executor ran it).
+    Without ``submitit_executor``: ``--jobs`` local processes, and the first run that fails
+    stops the sweep (its exception propagates). With it: one submitit job per run
+    (:func:`apps.experiments.executors.run_jobs`); a failed job is reported by name, the
+    others go on, and the failures are returned (their rows are missing).
+    """
     rows: dict[RunSpec, dict[str, Any]] = {}
     todo = []
     for spec in specs:
@@ -118,20 +132,44 @@ def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
     total = sum(s.cost for s in todo)
     done_cost, t0 = 0.0, time.perf_counter()
 
-    def tick(spec: RunSpec) -> None:
-        nonlocal done_cost
-        done_cost += spec.cost
+    def tick(spec: RunSpec, finished: bool = True) -> None:
+        nonlocal done_cost, total
+        if finished:
+            done_cost += spec.cost
+        else:  # a failed run leaves the estimate of the time left
+            total -= spec.cost
         n_done = len(specs) - len(todo) + sum(1 for s in todo if s in rows)
         elapsed = time.perf_counter() - t0
         print(f"[sweep] {n_done}/{len(specs)} runs done, {_duration(elapsed)} elapsed, "
               f"{_eta(done_cost, total, elapsed)}", file=sys.stderr, flush=True)
 
-    if jobs == 1:
+    # a process's share of the CPU cores when several train at once (one process keeps torch's default)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    failures: list[executors.Failure] = []
+    if submitit_executor is not None and todo:
+        local = getattr(submitit_executor, "cluster", None) != "slurm"
+        args = (str(out), base, epochs, severities, monitor, device, checks, False, threads if local else None)
+
+        def on_row(spec: RunSpec, row: dict[str, Any]) -> None:
+            rows[spec] = row
+            tick(spec)
+
+        def on_failure(failure: executors.Failure) -> None:
+            print(failure.line(), file=sys.stderr, flush=True)
+            tick(failure.spec, finished=False)
+
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            # run_one looked up now (not bound at import): the job calls what a pool worker calls
+            failures = executors.run_jobs(submitit_executor, todo, run_one, lambda s: (args[0], s, *args[1:]),
+                                          on_row, on_failure, window=jobs if local else None)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    elif jobs == 1:
         for spec in todo:
             rows[spec] = run_one(str(out), spec, base, epochs, severities, monitor, device, checks, progress)
             tick(spec)
     elif todo:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
         previous = signal.signal(signal.SIGTERM, _terminate)
         try:
@@ -148,7 +186,7 @@ def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
         finally:
             signal.signal(signal.SIGTERM, previous)
             pool.shutdown(wait=True, cancel_futures=True)
-    return [rows[s] for s in specs]
+    return [rows[s] for s in specs if s in rows], failures
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -205,9 +243,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
     p.add_argument("--out", default=None, help="sweep folder (default runs/sweep-DATASET-PRESET or runs/grid-DATASET)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (with --executor "
+                   "submitit: local jobs at once; a SLURM array is capped by --slurm-array-parallelism)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    ex = p.add_argument_group("executors", textwrap.fill(
+        "pool (default): the runs train in --jobs processes of this machine. submitit: each run is a "
+        "submitit job (pip install 'sast-toolkit[submitit]'), a SLURM array where SLURM is installed, local "
+        "processes otherwise; job files and logs in OUT/submitit. This command waits for the jobs and must stay "
+        "running (stopping it cancels them). A failed job is reported by name (run and job id), the others go on, "
+        "no tables are written, the exit code is the first failed run's (as with the pool), and the next "
+        "invocation retries it; finished runs are reused whichever executor ran them.", 76))
+    ex.add_argument("--executor", default="pool", help=" | ".join(executors.EXECUTORS) + " (default pool)")
+    ex.add_argument("--slurm-partition", default=None, metavar="NAME", help="SLURM partition (slurm_partition)")
+    ex.add_argument("--slurm-time", default=None, metavar="TIME",
+                    help="time limit of each job: minutes, HH:MM:SS or D-HH:MM:SS (timeout_min; also the local "
+                    f"executor's limit; default {executors.DEFAULT_TIMEOUT_MIN // 60}:00:00)")
+    ex.add_argument("--slurm-gpus-per-task", type=int, default=None, metavar="N",
+                    help="GPUs of each job (slurm_gpus_per_task; local executor: gpus_per_node); default 1 with "
+                    "--device cuda, else none")
+    ex.add_argument("--slurm-mem", default=None, metavar="SIZE", help="memory of each job, e.g. 16G (slurm_mem)")
+    ex.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                    help="SLURM array jobs running at once (slurm_array_parallelism; submitit's default 256)")
+    ex.add_argument("--executor-options", dest="executor_options", action="append", default=[],
+                    metavar="KEY=VALUE", help="any other submitit parameter, repeatable, VALUE read as JSON where it "
+                    "parses (slurm_account=proj, slurm_constraint=a100, cpus_per_task=8, "
+                    "'slurm_setup=[\"module load cuda\"]'); cluster=local|slurm|debug picks the executor")
     return p
 
 
@@ -254,6 +315,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             [int(v) for v in _floats(args.severities, "--severities")] if args.severities else list(preset.severities))
         if seeds < 1 or epochs < 1 or args.jobs < 1:
             raise ValueError("--seeds, --epochs and --jobs must be >= 1")
+        _choose(args.executor, executors.EXECUTORS, "--executor")
+        slurm_flags = {"--slurm-partition": args.slurm_partition, "--slurm-time": args.slurm_time,
+                       "--slurm-gpus-per-task": args.slurm_gpus_per_task, "--slurm-mem": args.slurm_mem,
+                       "--slurm-array-parallelism": args.slurm_array_parallelism,
+                       "--executor-options": args.executor_options or None}
+        given = [flag for flag, value in slurm_flags.items() if value is not None]
+        if args.executor == "pool" and given:
+            raise ValueError(f"{given[0]} is an option of --executor submitit; add --executor submitit or drop it")
+        if args.executor == "submitit":
+            cluster, ex_params = executors.submitit_parameters(
+                partition=args.slurm_partition, time=args.slurm_time, gpus_per_task=args.slurm_gpus_per_task,
+                mem=args.slurm_mem, array_parallelism=args.slurm_array_parallelism, options=args.executor_options,
+                device=args.device, name=f"sast-{args.experiment}")
         if any(s not in (1, 2, 3, 4, 5) for s in severities):
             raise ValueError(f"--severities must lie in 1..5, got {severities}")
         monitor = _choose(args.monitor or preset.monitor, MONITORS, "--monitor preset")
@@ -269,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        else f"grid-{args.dataset}")
         out = Path(args.out) if args.out else Path("runs") / default_out
         out.mkdir(parents=True, exist_ok=True)
+        submitit_executor = (executors.make_executor(out / executors.SUBMITIT_FOLDER, cluster, ex_params)
+                             if args.executor == "submitit" else None)
         meta = {"experiment": args.experiment, "dataset": args.dataset,
                 "preset": args.preset if args.experiment == "rho-sweep" else None, "rhos": rhos, "seeds": seeds,
                 "epochs": epochs, "severities": severities, "monitor": monitor, "checks": args.checks, "base": base,
@@ -279,10 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_data(cfg, progress=not args.no_progress)
         t0 = time.perf_counter()
         progress = not args.no_progress and args.jobs == 1
-        rows = execute(out, specs, base, epochs, severities, monitor, args.device, args.checks, args.jobs, progress)
+        rows, failures = execute(out, specs, base, epochs, severities, monitor, args.device, args.checks, args.jobs,
+                                 progress, submitit_executor)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    if failures:
+        # as the pool: no tables from part of the runs, and the exit code of the first failed run (in plan order)
+        first = min(failures, key=lambda f: specs.index(f.spec))
+        print(f"[sweep] {len(failures)} of {len(specs)} runs failed (named above); the finished runs are kept: "
+              "run the same command again to retry the failed ones", file=sys.stderr)
+        return first.exit_code
     results = analyse(rows, axes, {**meta, "seconds": time.perf_counter() - t0})
     tables.write_tables(out, results)
     report = write_report(out, rows)

@@ -22,12 +22,14 @@ The package, from the bottom up:
 - :mod:`sast.train.splits`: the data a run sees (:func:`load_data`, :func:`load_split`:
   the training split less a fixed validation part, that part, the test split);
 - :mod:`sast.train.loop`: :func:`train` (the loop, resume, torchrun), :class:`Run`
-  (what callbacks see), :class:`TrainingDiverged`; :class:`StopTraining` (a callback ends training);
-- :mod:`sast.train.cli`: the command line (:func:`main`).
+  (what callbacks see), :class:`TrainingDiverged`; :class:`StopTraining` (a callback ends training).
+
+The command line (its flags, ``main``, the live monitor wired in as callbacks) is a composition
+root and lives in :mod:`apps.train` (``build_parser``, ``config_from_args``, ``default_run_dir``,
+``main``); ``sast/train/__main__.py`` is the entry point of ``python -m sast.train``.
 """
 
 from sast.callbacks import Callback, StopTraining
-from sast.train.cli import build_parser, config_from_args, default_run_dir, main, monitor_callbacks
 from sast.train.config import (DATASET_DEFAULTS, METHODS, SAM_BATCHES, VALIDATION_FRACTION, VALIDATION_SEED,
                                TrainConfig)
 from sast.train.loop import Run, TrainingDiverged, evaluate_split, train
@@ -35,7 +37,6 @@ from sast.train.splits import SPLITS, Data, Split, load_data, load_split, model_
 
 __all__ = [
     "Callback", "DATASET_DEFAULTS", "Data", "METHODS", "Run", "SAM_BATCHES", "SPLITS", "Split", "StopTraining",
-    "TrainConfig", "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "build_parser", "config_from_args",
-    "default_run_dir", "evaluate_split", "load_data", "load_split", "main", "model_config", "monitor_callbacks",
-    "train",
+    "TrainConfig", "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "evaluate_split", "load_data",
+    "load_split", "model_config", "train",
 ]

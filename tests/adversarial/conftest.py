@@ -31,7 +31,7 @@ def tiny_flags(adv_cache) -> list[str]:
 @pytest.fixture(scope="session")
 def good_run(tmp_path_factory, tiny_flags) -> Path:
     """A finished one-epoch run folder (config.json, metrics.jsonl, ckpt.pt, best.pt); never written to by a test."""
-    from sast.train import main
+    from apps.train import main
 
     run = tmp_path_factory.mktemp("adv-runs") / "good"
     assert main([*tiny_flags, "--run-dir", str(run)]) == 0

@@ -363,7 +363,7 @@ COMMANDS = ["sast.train", "sast.evaluate", "sast.experiments", "sast.demo", "che
 def test_every_help_ends_with_the_exit_codes(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # argparse rewraps the epilog to the terminal's width
     for command in COMMANDS:
-        module = importlib.import_module("sast.train.cli" if command == "sast.train" else command)
+        module = importlib.import_module("sast.train.__main__" if command == "sast.train" else command)
         with pytest.raises(SystemExit) as stop:
             module.main(["experiment", "--help"] if command == "sast.experiments" else ["--help"])
         assert stop.value.code == 0

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.train import build_parser, config_from_args, main, monitor_callbacks
 from runfolder import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, METRICS_FILE, file_mode, read_jsonl
 from sast import checkpoint
-from sast.train import Callback, build_parser, config_from_args, main, train
-from sast.train.cli import monitor_callbacks
+from sast.train import Callback, train
 
 REPO = Path(__file__).resolve().parents[2]
 UMASK = 0o027  # not the usual 022: every file of the reference run must get 0o640 under it
@@ -109,7 +109,8 @@ HELD_RUN = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from sast.train import Callback, build_parser, config_from_args, train
+    from apps.train import build_parser, config_from_args
+    from sast.train import Callback, train
 
     class WaitForGo(Callback):  # holds the folder (and its lock) until the test says go
         def on_train_start(self, run):

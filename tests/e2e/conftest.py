@@ -24,7 +24,7 @@ def tiny_train_args(cache_dir) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_train_args) -> Path:
     """A finished SAST run of a few seconds (2 epochs) that tests of evaluate, checks and reports read."""
-    from sast.train import main
+    from apps.train import main
 
     run = tmp_path_factory.mktemp("runs") / "tiny-sast"
     assert main([*tiny_train_args, "--method", "sast", "--rho", "0.1", "--epochs", "2", "--run-dir", str(run)]) == 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from apps.train import main as train_main
 from checks import convergence, sam_error, smoothness
 from sast.runlog import read_jsonl
-from sast.train import main as train_main
 
 
 def test_smoothness_needs_only_the_checkpoint(tiny_run, capsys):

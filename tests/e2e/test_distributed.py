@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.train import build_parser, config_from_args, main
 from sast import checkpoint
 from sast.runlog import read_jsonl
-from sast.train import Callback, build_parser, config_from_args, main, train
+from sast.train import Callback, train
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-5  # float32: the same sums in another order (measured <= 8e-7 relative after 66 steps)

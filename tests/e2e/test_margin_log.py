@@ -10,7 +10,8 @@ from runfolder import read_jsonl
 def test_margin_log_records_each_epoch_and_changes_nothing(tmp_path, tiny_train_args):
     from sast.checkpoint import load
     from sast.gap import MarginLog
-    from sast.train import config_from_args, build_parser, train
+    from apps.train import build_parser, config_from_args
+    from sast.train import train
 
     cfg = config_from_args(build_parser().parse_args([*tiny_train_args, "--method", "sast", "--epochs", "2"]))
     train(cfg, tmp_path / "plain", progress=False)

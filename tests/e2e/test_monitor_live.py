@@ -14,11 +14,12 @@ import json
 import pytest
 import torch
 
-import sast.train.cli as train_cli
+import apps.train as train_cli
+from apps.train import main
 from runfolder import EXIT_VIOLATED, STATUSES
 from sast import checkpoint
 from sast.runlog import read_jsonl
-from sast.train import Callback, main
+from sast.train import Callback
 
 PLANT_STEP = 2
 SMALL_START = ["--init-scale", "0.01", "--lam", "0.5", "--beta", "20"]  # A4 holds at the start (kappa ~ 0.5)

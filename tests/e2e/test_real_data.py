@@ -56,7 +56,7 @@ def test_reader_decodes_every_recording(root, split):
 @pytest.fixture(scope="module")
 def real_run(root, tmp_path_factory, cache_dir) -> Path:
     """SF on the real recordings, 3 epochs with the default monitor (a few seconds)."""
-    from sast.train import main
+    from apps.train import main
 
     run = tmp_path_factory.mktemp("real") / "sf"
     assert main(["--data", "nmnist", "--root", root, "--method", "sf", "--epochs", "3", "--cache-dir", cache_dir,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.train import main
 from sast import checkpoint
 from sast.runlog import read_jsonl
-from sast.train import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,8 @@ def test_run_folder_contents(tmp_path, tiny_train_args, capsys):
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    from sast.train import Callback, build_parser, config_from_args, train
+    from apps.train import build_parser, config_from_args
+    from sast.train import Callback, train
 
     class KillAt(Callback):
         def on_step_end(self, run, stats):
@@ -125,7 +126,7 @@ def test_existing_run_needs_resume(tmp_path, tiny_train_args, capsys):
 def test_recorded_command_reproduces_the_configuration(tmp_path, tiny_train_args):
     import shlex
 
-    from sast.train import build_parser, config_from_args
+    from apps.train import build_parser, config_from_args
 
     run = tmp_path / "r"
     assert main([*tiny_train_args, "--method", "sast", "--epochs", "1", "--run-dir", str(run)]) == 0

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps.train import build_parser, config_from_args, main
 from runfolder import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
 from sast import checkpoint
 from sast.runlog import read_jsonl
-from sast.train import Callback, build_parser, config_from_args, main, train
+from sast.train import Callback, train
 
 
 def _untimed(obj):

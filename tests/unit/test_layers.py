@@ -1,13 +1,17 @@
-"""The import structure: no cycles among the project's modules, and no module-level import of a higher layer.
+"""The import structure: no cycles among the project's modules, and no import of a higher layer but an entry point's.
 
 Layers, lowest first (DESIGN.md): runfolder <- theory <- sast <- checks <- reports <- apps.
-A module may import its own layer and the ones below at load time. A higher layer may
-be imported inside a function only where a command line needs it (a composition root's
-entry point); ``reports`` never imports theory, sast or checks at all (it reads JSON).
-Cycles are counted over every import, function-level ones included (a lazy import still
-makes two modules depend on each other); imports under ``if TYPE_CHECKING:`` are not
-imports at run time and are left out. Read with the standard library's ``ast`` from the
-source files themselves, so the test cannot go stale.
+A module may import its own layer and the ones below at load time, and never a higher layer
+at load time. A higher layer is not imported lazily either (inside a function), with one
+named exception: the entry point of a ``python -m`` command that is a composition root
+(``ENTRY_POINTS``: ``python -m sast.train`` runs ``sast/train/__main__.py``, which calls
+:mod:`apps.train`). Each such entry point imports its own composition root and nothing else
+above its layer, inside its ``main``, and no module imports an entry point, so importing any
+other module never loads a higher layer. ``reports`` never imports theory, sast or checks at
+all (it reads JSON). Cycles are counted over every import, function-level ones included (a
+lazy import still makes two modules depend on each other); imports under ``if TYPE_CHECKING:``
+are not imports at run time and are left out. Read with the standard library's ``ast`` from
+the source files themselves, so the test cannot go stale.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+
+# The entry points of the ``python -m`` commands that are composition roots: each may import its own composition
+# root (and nothing else above its layer) inside a function. Why they must exist: ``python -m sast.X`` makes Python
+# import the package ``sast`` and run the module ``sast.X`` (or ``sast/X/__main__.py``), so the only code that can
+# start the command lives in sast/ and has to name its program in apps/. A console script in pyproject.toml would be
+# another command than the one users type, and runpy or importlib with the name as a string would hide the very same
+# import from this test. Nothing imports an entry point (test_no_module_imports_an_entry_point), so importing sast,
+# or any module of it but these three, never loads apps.
+ENTRY_POINTS: dict[str, tuple[str, str]] = {
+    "sast.demo": ("apps.demo", "python -m sast.demo (make demo): the demo's entry point"),
+    "sast.experiments": ("apps.experiments", "python -m sast.experiments: the sweeps' entry point"),
+    "sast.train.__main__": ("apps.train", "python -m sast.train: the training command line's entry point"),
+}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -107,6 +124,87 @@ def test_no_module_level_import_of_a_higher_layer():
             if top and RANK[_layer(target)] > RANK[_layer(module)]:
                 bad.append(f"{MODULES[module].relative_to(ROOT)}:{line} imports {target}")
     assert not bad, "module-level imports of a higher layer:\n" + "\n".join(bad)
+
+
+def upward_imports(table: dict[str, list[tuple[str, int, bool]]],
+                   entry_points: dict[str, tuple[str, str]]) -> list[str]:
+    """Every import of a higher layer in ``table`` (module -> its imports) that is not an entry point's own.
+
+    An entry point's import of its composition root is allowed inside a function only (the
+    module-level rule holds for it too); any other upward import, lazy or not, is reported.
+    """
+    bad = []
+    for module, found in table.items():
+        for target, line, top in found:
+            if RANK[_layer(target)] <= RANK[_layer(module)]:
+                continue
+            allowed = entry_points.get(module, (None,))[0]
+            if top or target != allowed:
+                where = "at module level" if top else "lazily"
+                bad.append(f"{module}:{line} imports {target} {where}")
+    return bad
+
+
+def imports_of_entry_points(table: dict[str, list[tuple[str, int, bool]]],
+                            entry_points: dict[str, tuple[str, str]]) -> list[str]:
+    """Every import of an entry point in ``table``: one would load its composition root with the importer."""
+    return [f"{module}:{line} imports the entry point {target}" for module, found in table.items()
+            for target, line, _ in found if target in entry_points]
+
+
+def _table() -> dict[str, list[tuple[str, int, bool]]]:
+    return {m: imports(m) for m in MODULES}
+
+
+def test_no_lazy_import_of_a_higher_layer_but_an_entry_points():
+    bad = upward_imports(_table(), ENTRY_POINTS)
+    assert not bad, ("imports of a higher layer (a command line that needs one belongs in apps/, with a thin "
+                     "entry point named in ENTRY_POINTS):\n" + "\n".join(bad))
+
+
+def test_no_module_imports_an_entry_point():
+    bad = imports_of_entry_points(_table(), ENTRY_POINTS)
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_every_entry_point_is_one_and_calls_its_composition_root(entry_point):
+    """The allow-list holds no stale name: each module exists, is a layer's, and imports its composition root."""
+    target, reason = ENTRY_POINTS[entry_point]
+    assert entry_point in MODULES and target in MODULES and reason
+    assert _layer(target) == "apps" and _layer(entry_point) != "apps"
+    assert (target, False) in {(t, top) for t, _, top in imports(entry_point)}
+
+
+def test_the_rule_finds_a_planted_lazy_upward_import():
+    entry = {"sast.tool": ("apps.tool", "python -m sast.tool")}
+    table = {
+        "sast.loop": [("sast.model", 3, True), ("runfolder", 4, True)],  # down and sideways: fine
+        "sast.tool": [("runfolder", 1, True), ("apps.tool", 9, False)],  # the entry point's own: fine
+        "sast.cli": [("apps.wiring", 12, False)],  # a lazy upward import: reported
+        "theory.bounds": [("sast.model", 5, False)],  # in any layer below apps
+        "sast.other": [("sast.tool", 2, False)],  # importing an entry point
+    }
+    assert upward_imports(table, entry) == ["sast.cli:12 imports apps.wiring lazily",
+                                            "theory.bounds:5 imports sast.model lazily"]
+    assert imports_of_entry_points(table, entry) == ["sast.other:2 imports the entry point sast.tool"]
+    # an entry point may import its own composition root only, and only inside a function
+    assert upward_imports({"sast.tool": [("apps.demo", 9, False)]}, entry) == ["sast.tool:9 imports apps.demo lazily"]
+    assert upward_imports({"sast.tool": [("apps.tool", 1, True)]}, entry) == [
+        "sast.tool:1 imports apps.tool at module level"]
+    assert upward_imports({"sast.tool": [("checks.all", 9, False)]}, entry) == ["sast.tool:9 imports checks.all lazily"]
+
+
+def test_the_rule_reads_a_planted_lazy_upward_import_from_a_sast_file(tmp_path, monkeypatch):
+    """Through the real reader: a function-level ``from apps... import`` in a sast module fails the rule."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from sast.callbacks import Callback\n\n\ndef main():\n"
+                     "    from apps.wiring import monitor_callbacks\n    return monitor_callbacks('off')\n")
+    monkeypatch.setitem(MODULES, "sast._layers_probe", probe)
+    bad = upward_imports(_table(), ENTRY_POINTS)
+    assert bad == ["sast._layers_probe:5 imports apps.wiring lazily"]
+    # named as an entry point of apps.wiring it would pass: the exception is the allow-list, nothing else
+    assert upward_imports(_table(), {**ENTRY_POINTS, "sast._layers_probe": ("apps.wiring", "a probe")}) == []
 
 
 def test_reports_read_json_only():

@@ -1,4 +1,4 @@
-"""The public surface of ``sast``: lazy, complete, and the names that ``sast.train`` kept."""
+"""The public surface of ``sast``: lazy, complete, and the names that ``sast.train`` kept (its command line: apps)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,31 @@ def test_every_exported_name_resolves():
 
 
 @pytest.mark.parametrize("name", [
-    "Callback", "DATASET_DEFAULTS", "Data", "METHODS", "Run", "SAM_BATCHES", "SPLITS", "Split", "TrainConfig",
-    "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "build_parser", "config_from_args",
-    "default_run_dir", "evaluate_split", "load_data", "load_split", "main", "model_config", "monitor_callbacks",
-    "train",
+    "Callback", "DATASET_DEFAULTS", "Data", "METHODS", "Run", "SAM_BATCHES", "SPLITS", "Split", "StopTraining",
+    "TrainConfig", "TrainingDiverged", "VALIDATION_FRACTION", "VALIDATION_SEED", "evaluate_split", "load_data",
+    "load_split", "model_config", "train",
 ])
 def test_sast_train_keeps_its_names(name):
     import sast.train
 
     assert name in sast.train.__all__ and getattr(sast.train, name) is not None
+
+
+@pytest.mark.parametrize("name", ["build_parser", "config_from_args", "default_run_dir", "main", "monitor_callbacks"])
+def test_the_training_command_line_is_in_apps(name):
+    """The command line wires the monitor in (a composition root): apps.train, no longer sast.train (DESIGN.md)."""
+    import apps.train
+    import sast.train
+
+    assert name in apps.train.__all__ and getattr(apps.train, name) is not None
+    assert name not in sast.train.__all__ and not hasattr(sast.train, name)
+
+
+def test_importing_sast_train_does_not_import_apps_or_checks():
+    code = "import sys, sast.train; print(sorted({m.split('.')[0] for m in sys.modules} & {'apps', 'checks'}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_inference_names_stay_importable_from_evaluate():

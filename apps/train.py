@@ -1,7 +1,10 @@
-"""The command line: ``python -m sast.train`` (flags, exit codes, the default run folder).
+"""The training command line: ``python -m sast.train`` (flags, exit codes, the default run folder).
 
     python -m sast.train --method sast --rho 0.3
     torchrun --nproc_per_node=N -m sast.train --method sast --rho 0.3
+
+A composition root (``apps``): it wires the live checks monitor (:mod:`apps.wiring`) into
+training (:mod:`sast.train`); ``python -m sast.train`` is its entry point (``sast/train/__main__.py``).
 
 Exit codes (:mod:`runfolder.exits`): 0 done, 1 the live monitor stopped training on a
 violated bound (``--on-violation stop``; ckpt.pt holds the state it stopped at), 2 bad input
@@ -18,14 +21,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from apps.wiring import monitor_callbacks
 from runfolder import CONFIG_FILE, EXIT_CODES_EPILOG, LOCK_FILE, INPUT_ERRORS, check_writable, describe, guard
 from sast import distributed
-from sast.callbacks import Callback, StopTraining
+from sast.callbacks import StopTraining
 from sast.model import SNNConfig
 from sast.train.config import TrainConfig
 from sast.train.loop import TrainingDiverged, train
 
 ON_VIOLATION = ("warn", "stop")
+# monitor_callbacks is this module's name for the wiring, so that a test can put a callback before the monitor
+__all__ = ["ON_VIOLATION", "build_parser", "config_from_args", "default_run_dir", "given", "main", "monitor_callbacks"]
 
 
 class _Given(argparse.Action):
@@ -116,17 +122,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         layers=layers, T=args.T, lam=args.lam, theta=args.theta, beta=args.beta, reset=args.reset,
         init_scale=args.init_scale, clip=args.clip, root=args.root, cache_dir=args.cache_dir, limit=args.limit,
     )
-
-
-def monitor_callbacks(preset: str, on_violation: str = "warn") -> list[Callback]:
-    """The live checks monitor for ``preset`` ("off": none): :func:`apps.wiring.monitor_callbacks`.
-
-    Kept here for the command lines that import it; the wiring itself is a composition
-    root and lives in ``apps`` (imported lazily: sast never imports a higher layer at load).
-    """
-    from apps.wiring import monitor_callbacks as wire
-
-    return wire(preset, on_violation=on_violation)
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
