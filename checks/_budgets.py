@@ -24,8 +24,8 @@ from checks.local import (Observation, gram_norms, input_jacobian_grams, loss_co
 from sast.model import SNN
 from theory import ModelConstants, kappa_sum
 from theory.bounds import Bound
-from theory.local import (READOUT, SCOPE, SCOPE_BALL, Step, by_factor, by_layer, T4Factors, budget, ce_on_ball, chain, input_lipschitz_local,
-                          mechanism_local, smoothness_local, state_interval_local, top_factor)
+from theory.local import (SCOPE, SCOPE_BALL, Step, T4Factors, budget, by_factor, by_layer, ce_on_ball, chain,
+                          input_lipschitz_local, mechanism_local, smoothness_local, state_interval_local, top_factor)
 from theory.scalar import sigmoid_derivative_sup
 
 # T5's rho-ball: the state deviation delta_l = f rho max U1_l is tried for these f (the first self-consistent
