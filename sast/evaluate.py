@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, check_writable, guard
+from sast.data import DOWNLOAD_HELP, download as fetch
 from sast.inference import EVAL_BATCH, accuracy_and_loss, predict_logits, resolve_device
 
 __all__ = ["EVAL_BATCH", "accuracy_and_loss", "checkpoint_split", "format_table", "main", "predict_logits"]
@@ -24,14 +25,16 @@ __all__ = ["EVAL_BATCH", "accuracy_and_loss", "checkpoint_split", "format_table"
 
 def checkpoint_split(
     ckpt: dict[str, Any], split: str = "test", *, data: str | None = None, root: str | None = None,
-    limit: int | None = None, cache_dir: str | None = None, progress: bool = True,
+    limit: int | None = None, cache_dir: str | None = None, progress: bool = True, download: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The frames and labels of ``split`` of the data set a checkpoint was trained on (or ``data``).
 
     ``split`` is one of :data:`sast.train.SPLITS`, partitioned as training partitioned it
     ("train" is the training split less the validation part). The checkpoint's training
     configuration, with ``data``, ``root``, ``limit`` and ``cache_dir`` overriding it where
-    given, and the model's binning (T), so that the frames fit the model.
+    given, and the model's binning (T), so that the frames fit the model. ``download=True``
+    first fetches the data set's split with tonic unless its files are under ``root``
+    (:func:`sast.data.download`).
     """
     from sast.train import TrainConfig, load_split
 
@@ -41,6 +44,8 @@ def checkpoint_split(
     given = {"data": data, "root": root, "limit": limit, "cache_dir": cache_dir}
     cfg = dataclasses.replace(TrainConfig.from_dict(tc or {}), T=ckpt["config"]["T"],
                               **{k: v for k, v in given.items() if v is not None})
+    if download:  # "train" and "val" are parts of the data set's training split
+        fetch(cfg.data, ["test" if split == "test" else "train"], cfg.root)
     part = load_split(cfg, split, progress=progress)
     shape, expected = tuple(part.frames.shape[2:]), tuple(ckpt["config"]["input_shape"])
     if shape != expected:
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
     p.add_argument("--data", default=None, help="data set name (default: the one the model was trained on)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--split", default="test", help="train (less the validation part), val or test")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
@@ -89,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, ckpt = checkpoint.load(args.model)
     out = check_writable(args.json if args.json else Path(args.model).parent / EVALUATION_FILE)
     frames, labels = checkpoint_split(ckpt, args.split, data=args.data, root=args.root, limit=args.limit,
-                                      cache_dir=args.cache_dir, progress=not args.no_progress)
+                                      cache_dir=args.cache_dir, progress=not args.no_progress,
+                                      download=args.download)
     res = diagnostics(model, frames, labels, device=str(device))
     res = {"model": str(args.model), "split": args.split, "data": args.data or ckpt.get("train_config", {}).get("data"),
            **res}

@@ -55,7 +55,10 @@ import hashlib
 import math
 import os
 import re
+import socket
 import sys
+import urllib.error
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +112,14 @@ _MISSING_SPLIT = (
 _EMPTY_SPLIT = (
     "{name} {split}: {path} holds no recordings; expected {layout}; copy the files there or pass download=True"
 )
+_DOWNLOAD_FAILED = (
+    "downloading {name} {split} failed: cannot reach {host} ({err}); run where {host} is reachable, or fetch the "
+    "files by hand into {root}/{top}/ (tonic's layout)")
 _NO_TONIC = "reading {what} needs tonic, which could not be imported ({err}); install it: " + TONIC_INSTALL
+
+
+class DownloadFailed(ValueError):
+    """tonic could not reach a dataset's download server (a ValueError: CLIs report it in one line, exit 2)."""
 
 
 class TonicMissing(ImportError, ValueError):
@@ -445,12 +455,21 @@ def fetch(layout: Layout, split: str, root: str | os.PathLike[str] | None) -> No
         return
     Path(root).expanduser().mkdir(parents=True, exist_ok=True)
     tonic = _tonic(f"downloading {layout.name}")
-    print(f"sast.data: downloading {layout.name} {split} into {root} with tonic", file=sys.stderr)
-    getattr(tonic.datasets, layout.tonic_class)(save_to=str(Path(root).expanduser()), train=split == "train")
+    cls = getattr(tonic.datasets, layout.tonic_class)
+    url = str(getattr(cls, f"{split}_url", ""))
+    print(f"sast.data: downloading {layout.name} {split} into {root} with tonic from {url}", file=sys.stderr)
+    try:
+        cls(save_to=str(Path(root).expanduser()), train=split == "train")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror) as err:
+        host = urllib.parse.urlsplit(url).hostname or url or "its download server"
+        raise DownloadFailed(_DOWNLOAD_FAILED.format(
+            name=layout.name, split=split, host=host, err=_one_line(getattr(err, "reason", err)), top=layout.top,
+            root=root)) from err
 
 
 __all__ = [
     "DVSGESTURE",
+    "DownloadFailed",
     "LAYOUTS",
     "NMNIST",
     "READER_VERSION",

@@ -168,6 +168,29 @@ def get_spec(name: str) -> DatasetSpec:
     raise ValueError(f"unknown dataset {name!r}; known: {known}{hint}")
 
 
+DOWNLOAD_HELP = ("fetch the real data set (nmnist, dvsgesture) into --root with tonic first, unless its files are "
+                 "there already (needs tonic: pip install 'sast-toolkit[tonic]'); without this flag nothing is ever "
+                 "downloaded")
+"""The ``--download`` flag's help, the same on every command that has it."""
+
+
+def download(name: str, splits: Sequence[str], root: str | os.PathLike[str] | None) -> None:
+    """Fetch the ``splits`` of real dataset ``name`` into ``root`` with tonic, unless they are there.
+
+    What a command line's ``--download`` runs before it reads anything. One-line ValueErrors: a
+    synthetic dataset (generated, nothing to download), no ``root``, tonic missing
+    (``real.TonicMissing``), or a download server out of reach (``real.DownloadFailed``, naming its
+    host).
+    """
+    spec = get_spec(name)
+    if spec.fetch is None:
+        real_ones = ", ".join(n for n in dataset_names() if DATASETS[n].fetch is not None)
+        raise ValueError(f"--download: dataset {name!r} is generated, not downloaded; it applies to {real_ones}")
+    for split in splits:
+        check_split(split)
+        spec.fetch(split, root)
+
+
 def event_dataset(
     name: str,
     split: str,
