@@ -6,7 +6,8 @@ Both runs use the defaults of ``python -m sast.train``, with the live checks mon
 their run folders go under ``--out``. Then every check of ``checks.all`` runs on each
 final checkpoint (checks.json in each run folder), and one theory-alignment report is
 written for both runs. A second call reuses finished runs (it resumes them, which for a
-finished run only re-reads its log).
+finished run only re-reads its log). ``--tensorboard DIR`` mirrors each run's metrics.jsonl into
+TensorBoard event files in ``DIR/sf`` and ``DIR/sast-rho0.3`` (:mod:`sast.tensorboard_log`).
 
 A composition root (``apps``): it wires the live monitor, ``checks`` and ``reports`` into
 training; ``python -m sast.demo`` is its entry point.
@@ -21,6 +22,7 @@ from typing import Sequence
 
 from apps.wiring import monitor_callbacks
 from runfolder import EXIT_CODES_EPILOG, REPORT_FILE, check_writable, guard
+from sast.tensorboard_log import tensorboard_help, tensorboard_sinks
 from sast.train import StopTraining, TrainConfig, TrainingDiverged, load_data, train
 
 DEMO_RHO = 0.3
@@ -48,22 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(or an assumption that stops holding): warn, or stop (ckpt.pt of that state, exit 1)")
     p.add_argument("--no-checks", action="store_true", help="skip checks.all and the report")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help=tensorboard_help(f"sf or sast-rho{DEMO_RHO:g}"))
     args = p.parse_args(argv)
     out = Path(args.out)
     base = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
     runs = [("SF", TrainConfig(**{**base.to_dict(), "method": "sf"})),
             (f"SAST rho={DEMO_RHO:g}", TrainConfig(**{**base.to_dict(), "method": "sast", "rho": DEMO_RHO}))]
+    names = {label: "sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}" for label, cfg in runs}
     rows = []
     try:  # other bad input (settings, an unusable --out, the file system) is the boundary's: one line, exit 2
         base.validate()
         check_writable(out / REPORT_FILE)
+        sinks = {label: tensorboard_sinks(args.tensorboard, name) for label, name in names.items()}  # before any work
         data = load_data(base, progress=not args.no_progress)
         for label, cfg in runs:
-            run_dir = out / ("sf" if cfg.method == "sf" else f"sast-rho{cfg.rho:g}")
+            run_dir = out / names[label]
             print(f"training {label} -> {run_dir}", file=sys.stderr)
             resume = (run_dir / "ckpt.pt").exists()
             rec = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor, args.on_violation), resume=resume,
-                        progress=not args.no_progress, data=data)
+                        progress=not args.no_progress, data=data, sinks=sinks[label])
             rows.append(dict(method=label, smooth=rec["test_smooth_acc"], hard=rec["test_hard_acc"],
                              gap=rec["test_gap"], sec=_seconds_per_epoch(run_dir), run_dir=run_dir))
     except TrainingDiverged as e:

@@ -12,11 +12,14 @@ or an unusable file (one line naming it), 3 the loss became NaN or infinite (the
 checkpoint is kept), 70 an internal error (a bug; traceback). ``--resume --epochs N`` extends a run of fewer
 epochs to N (:mod:`sast.train.loop`). After ``torchrun`` the monitor flag must be spelled
 ``--monitor-preset`` (torchrun reads ``--monitor`` as its own ``--monitor-interval``).
+``--tensorboard DIR`` mirrors metrics.jsonl into TensorBoard event files in ``DIR/RUN``, RUN
+the run folder's name (:mod:`sast.tensorboard_log`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +28,9 @@ from apps.wiring import monitor_callbacks
 from runfolder import CONFIG_FILE, EXIT_CODES_EPILOG, LOCK_FILE, INPUT_ERRORS, check_writable, describe, guard
 from sast import distributed
 from sast.callbacks import StopTraining
+from sast.data import DOWNLOAD_HELP, SPLITS as DATA_SPLITS, download
 from sast.model import SNNConfig
+from sast.tensorboard_log import tensorboard_help, tensorboard_sinks
 from sast.train.config import TrainConfig
 from sast.train.loop import TrainingDiverged, train
 
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "layers (default 1; gesture sets 3)")
     p.add_argument("--clip", type=int, default=d.clip, help="events per pixel and bin are clipped at this (X_inf, 1-255)")
     p.add_argument("--root", default=None, help="folder holding a real dataset (nmnist, dvsgesture)")
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--cache-dir", default=None, help="frame cache folder (default $SAST_CACHE or ~/.cache/sast)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
     p.add_argument("--run-dir", default=None, help="run folder (default runs/DATA-METHOD[-rhoR]-sSEED)")
@@ -108,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-violation", default="warn", choices=ON_VIOLATION, help="what the monitor does when a bound "
                    "is violated or an assumption that held stops holding: warn (one line on stderr and in the "
                    "progress bar, training goes on) or stop (also write ckpt.pt of the current state and exit 1)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help=tensorboard_help())
     return p
 
 
@@ -141,9 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                   reset=cfg.reset)  # neuron constants checked before any data is made
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
         check_writable(run_dir / CONFIG_FILE)  # a file in the way, a read-only parent: said before any data is made
+        sinks = tensorboard_sinks(args.tensorboard, Path(os.path.abspath(run_dir)).name)  # checked before any work
+        if args.download:
+            if distributed.env_world_size() > 1:  # ranks would race to write the same files
+                raise ValueError("--download cannot run under torchrun (its ranks would write the same files at "
+                                 "once); download first in one process: python -c \"import sast.data as d; "
+                                 f"d.download('{cfg.data}', ['train', 'test'], 'ROOT')\"")
+            download(cfg.data, DATA_SPLITS, cfg.root)
         summary = train(cfg, run_dir, callbacks=monitor_callbacks(args.monitor, args.on_violation),
                         resume=args.resume, progress=not args.no_progress,
-                        extend=given(args, "epochs"))  # only an --epochs given extends a run
+                        extend=given(args, "epochs"), sinks=sinks)  # only an --epochs given extends a run
     except TrainingDiverged as e:
         code, error = 3, str(e)
     except StopTraining as e:  # the monitor stopped training (--on-violation stop): ckpt.pt holds that state

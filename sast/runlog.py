@@ -5,6 +5,9 @@ metrics.jsonl holds one JSON object a line, ``{"kind": "train"|"eval"|"check"|..
 it, and a resumed run drops every line past its checkpoint's step so that the log
 equals an uninterrupted run's. JSON conversion, atomic writing and lenient reading are
 :mod:`runfolder`'s (``dumps``, ``read_jsonl`` and ``write_json`` stay importable from here).
+
+A :class:`RecordSink` gets every record as the log writes it (a TensorBoard mirror:
+:mod:`sast.tensorboard_log`), so that what it shows and metrics.jsonl cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import runfolder
 from runfolder import atomic_write_text, dumps, read_jsonl  # noqa: F401 (importable from here, as before)
+from runfolder import plain
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -26,27 +31,64 @@ def write_json(path: str | Path, obj: Any) -> None:
     runfolder.write_json(path, obj)
 
 
+class RecordSink(Protocol):
+    """Another place the records of metrics.jsonl go, as :class:`MetricsLog` writes them.
+
+    ``open(records)``: the log was opened holding ``records`` (none for a new run; a resumed
+    run's, already cut back to its checkpoint): the sink starts over from them. ``write(record)``:
+    one record, as metrics.jsonl holds it (plain JSON types, non-finite numbers as None), after
+    it was written there. ``close()``: the log was closed, however training ended (finished,
+    stopped, diverged, interrupted).
+    """
+
+    def open(self, records: Sequence[dict[str, Any]]) -> None: ...
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``, one JSON object a line, flushed per line.
+    """Appends records to ``metrics.jsonl``, one JSON object a line, flushed per line, and hands each to ``sinks``.
 
     ``records`` counts the records the file holds (those found on opening and those
     logged since): a checkpoint stores it, so that resuming cuts the log back to exactly
     the records written before that checkpoint (:meth:`truncate_after`).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, sinks: Sequence[RecordSink] = ()) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.records = len(runfolder.read_jsonl_lines(self.path).records)
+        held = runfolder.read_jsonl_lines(self.path).records
+        self.records = len(held)
+        self.sinks = tuple(sinks)
         self._f = self.path.open("a", encoding="utf-8")
+        try:
+            for sink in self.sinks:
+                sink.open(held)
+        except BaseException:
+            self.close()
+            raise
 
     def log(self, record: dict[str, Any]) -> None:
-        self._f.write(dumps(record) + "\n")
+        doc = plain(record)  # what a reader of the file gets back: the sinks see exactly that
+        self._f.write(dumps(doc) + "\n")
         self._f.flush()
         self.records += 1
+        for sink in self.sinks:
+            sink.write(doc)
 
     def close(self) -> None:
+        """Close the file, then every sink (each one even when another fails; the first failure is raised)."""
         self._f.close()
+        failure: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except BaseException as e:  # noqa: BLE001 (closed all, then raised)
+                failure = failure or e
+        if failure is not None:
+            raise failure
 
     @staticmethod
     def truncate_after(path: str | Path, step: int, records: int | None = None) -> int:

@@ -16,7 +16,9 @@ runs between the transfer gap and the mechanism's quantities. ``rho-sweep`` is t
 without other axes, with a preset's rhos, seeds and epochs. Both resume (finished runs
 are reused, whichever executor ran them) and train runs in parallel processes with
 ``--jobs``, or as submitit jobs with ``--executor submitit`` (a SLURM array where SLURM is
-installed, local processes otherwise: ``apps.experiments.executors``).
+installed, local processes otherwise: ``apps.experiments.executors``). ``--tensorboard DIR``
+mirrors each run's metrics.jsonl into TensorBoard event files in ``DIR/RUN``, RUN the run's
+folder relative to the sweep's (``sf-s0``, ``beta=0.5/sast-rho0.3-s1``; :mod:`sast.tensorboard_log`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, guard, write_json
+from sast.data import DOWNLOAD_HELP, SPLITS as DATA_SPLITS, download
+from sast.tensorboard_log import tensorboard_help, tensorboard_sinks
 
 from apps.experiments import evaluation, executors, stats, tables
 from apps.experiments.plan import RunSpec, format_value, parse_axes, plan_runs, settings_product, train_config
@@ -70,8 +74,12 @@ GRID_DEFAULTS = Preset(rhos=(0.0, 0.3), seeds=3, epochs=30)
 
 
 def run_one(out: str, spec: RunSpec, base: dict[str, Any], epochs: int, severities: Sequence[int], monitor: str,
-            device: str, checks: str, progress: bool, threads: int | None = None) -> dict[str, Any]:
-    """Train (or resume) and evaluate one run; returns its row (the run's evaluation plus its spec)."""
+            device: str, checks: str, progress: bool, threads: int | None = None,
+            tensorboard: str | None = None) -> dict[str, Any]:
+    """Train (or resume) and evaluate one run; returns its row (the run's evaluation plus its spec).
+
+    ``tensorboard``: the ``--tensorboard`` folder, where the run mirrors its records into ``spec.path``.
+    """
     import torch
 
     from apps.wiring import monitor_callbacks
@@ -84,7 +92,8 @@ def run_one(out: str, spec: RunSpec, base: dict[str, Any], epochs: int, severiti
     run_dir = Path(out) / spec.path
     resume = (run_dir / "ckpt.pt").exists()
     print(f"[{spec.path}] {'resuming' if resume else 'training'} -> {run_dir}", file=sys.stderr)
-    train(cfg, run_dir, callbacks=[*monitor_callbacks(monitor), MarginLog()], resume=resume, progress=progress)
+    train(cfg, run_dir, callbacks=[*monitor_callbacks(monitor), MarginLog()], resume=resume, progress=progress,
+          sinks=tensorboard_sinks(tensorboard, spec.path))
     suite = evaluation.corruption_suite(cfg, severities, progress=False) if severities else None
     res = evaluation.evaluate_run(run_dir, cfg, suite=suite, device=device, checks=checks)
     return row_of(spec, run_dir, res)
@@ -111,14 +120,16 @@ def _duration(seconds: float) -> str:
 
 def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, severities: Sequence[int],
             monitor: str, device: str, checks: str, jobs: int, progress: bool,
-            submitit_executor: Any = None) -> tuple[list[dict[str, Any]], list[executors.Failure]]:
+            submitit_executor: Any = None,
+            tensorboard: str | None = None) -> tuple[list[dict[str, Any]], list[executors.Failure]]:
     """Run every spec not finished before, with a progress line after each; the rows of all and the failures.
 
     A run is finished when its folder holds its evaluation (whichever executor ran it).
     Without ``submitit_executor``: ``--jobs`` local processes, and the first run that fails
     stops the sweep (its exception propagates). With it: one submitit job per run
     (:func:`apps.experiments.executors.run_jobs`); a failed job is reported by name, the
-    others go on, and the failures are returned (their rows are missing).
+    others go on, and the failures are returned (their rows are missing). ``tensorboard``: the
+    ``--tensorboard`` folder, handed to every run (:func:`run_one`).
     """
     rows: dict[RunSpec, dict[str, Any]] = {}
     todo = []
@@ -148,7 +159,8 @@ def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
     failures: list[executors.Failure] = []
     if submitit_executor is not None and todo:
         local = getattr(submitit_executor, "cluster", None) != "slurm"
-        args = (str(out), base, epochs, severities, monitor, device, checks, False, threads if local else None)
+        args = (str(out), base, epochs, severities, monitor, device, checks, False, threads if local else None,
+                tensorboard)
 
         def on_row(spec: RunSpec, row: dict[str, Any]) -> None:
             rows[spec] = row
@@ -167,14 +179,15 @@ def execute(out: Path, specs: list[RunSpec], base: dict[str, Any], epochs: int, 
             signal.signal(signal.SIGTERM, previous)
     elif jobs == 1:
         for spec in todo:
-            rows[spec] = run_one(str(out), spec, base, epochs, severities, monitor, device, checks, progress)
+            rows[spec] = run_one(str(out), spec, base, epochs, severities, monitor, device, checks, progress,
+                                 tensorboard=tensorboard)
             tick(spec)
     elif todo:
         pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
         previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             futures = {pool.submit(run_one, str(out), s, base, epochs, severities, monitor, device, checks, False,
-                                   threads): s for s in todo}
+                                   threads, tensorboard): s for s in todo}
             for fut in as_completed(futures):
                 spec = futures[fut]
                 rows[spec] = fut.result()
@@ -241,12 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use the first N samples of each split (smoke runs)")
     p.add_argument("--layers", default=None, help="architecture, comma-separated (default: the dataset's)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
     p.add_argument("--out", default=None, help="sweep folder (default runs/sweep-DATASET-PRESET or runs/grid-DATASET)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (with --executor "
                    "submitit: local jobs at once; a SLURM array is capped by --slurm-array-parallelism)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help=tensorboard_help(
+        "the run's folder in the sweep, e.g. sf-s0 or beta=0.5/sast-rho0.3-s1"))
     ex = p.add_argument_group("executors", textwrap.fill(
         "pool (default): the runs train in --jobs processes of this machine. submitit: each run is a "
         "submitit job (pip install 'sast-toolkit[submitit]'), a SLURM array where SLURM is installed, local "
@@ -337,8 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             base["layers"] = [s.strip() for s in args.layers.split(",") if s.strip()]
         settings = settings_product(axes)
         specs = plan_runs(rhos, seeds, settings)
-        for spec in specs:  # every run's settings checked before anything trains
+        for spec in specs:  # every run's settings (and TensorBoard folder) checked before anything trains
             train_config(spec, base, epochs).validate()
+            tensorboard_sinks(args.tensorboard, spec.path)
         default_out = (f"sweep-{args.dataset}-{args.preset}" if args.experiment == "rho-sweep"
                        else f"grid-{args.dataset}")
         out = Path(args.out) if args.out else Path("runs") / default_out
@@ -350,13 +367,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "epochs": epochs, "severities": severities, "monitor": monitor, "checks": args.checks, "base": base,
                 "argv": ["python", "-m", "sast.experiments", *(argv if argv is not None else sys.argv[1:])]}
         write_json(out / "sweep.json", {**meta, "axes": {k: [format_value(v) for v in vs] for k, vs in axes.items()}})
+        if args.download:  # once, here, before any run or job reads the files
+            download(args.dataset, DATA_SPLITS, args.root)
         for setting in settings:  # build each frame cache once, up front (not in every process)
             cfg = train_config(RunSpec("sf", 0.0, 0, setting), base, epochs)
             load_data(cfg, progress=not args.no_progress)
         t0 = time.perf_counter()
         progress = not args.no_progress and args.jobs == 1
         rows, failures = execute(out, specs, base, epochs, severities, monitor, args.device, args.checks, args.jobs,
-                                 progress, submitit_executor)
+                                 progress, submitit_executor, tensorboard=args.tensorboard)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

@@ -89,7 +89,7 @@ from sast import checkpoint, distributed
 from sast.callbacks import Callback, StopTraining
 from sast.inference import accuracy_and_loss, predict_logits
 from sast.model import SNN
-from sast.runlog import MetricsLog, environment, read_jsonl, write_json
+from sast.runlog import MetricsLog, RecordSink, environment, read_jsonl, write_json
 from sast.sam import ddp_sam_step, ddp_sgd_step, make_optimizer, sam_step, sgd_step
 from sast.train.config import TrainConfig
 from sast.train.splits import Data, Split, load_data, model_config
@@ -331,6 +331,7 @@ def train(
     progress: bool = True,
     data: Data | None = None,
     extend: bool = False,
+    sinks: Sequence[RecordSink] = (),
 ) -> dict[str, Any]:
     """Train per ``cfg`` into ``run_dir``; returns the final summary (also the last eval record).
 
@@ -338,8 +339,14 @@ def train(
     resumed, which is then extended to ``cfg.epochs`` (module docstring); without it a
     changed ``epochs`` is refused like any other setting.
 
+    ``sinks`` (:class:`sast.runlog.RecordSink`, such as :class:`sast.tensorboard_log.TensorBoardLog`)
+    get every record of metrics.jsonl as it is written: opened with the records the log holds
+    when training starts (a resumed run's, cut back to its checkpoint), closed when training
+    ends however it ends. A finished run that is resumed only reports its last evaluation and
+    opens no sink.
+
     Under torchrun (module docstring) every rank returns the same summary; rank 0 alone
-    writes ``run_dir`` and runs ``callbacks``.
+    writes ``run_dir``, runs ``callbacks`` and feeds ``sinks``.
     """
     cfg.validate()
     world_size = distributed.env_world_size()  # checked before joining the group: every rank stops alike
@@ -356,14 +363,15 @@ def train(
     resume = ctx.on_main(lambda: _open_run_dir(run_dir, ckpt_path, asked, held))
     try:
         return _train(cfg, ctx, run_dir, callbacks=callbacks, resume=resume, progress=progress, data=data,
-                      extend=extend)
+                      extend=extend, sinks=sinks)
     finally:
         for lock in held:
             lock.release()
 
 
 def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbacks: Sequence[Callback],
-           resume: bool, progress: bool, data: Data | None, extend: bool = False) -> dict[str, Any]:
+           resume: bool, progress: bool, data: Data | None, extend: bool = False,
+           sinks: Sequence[RecordSink] = ()) -> dict[str, Any]:
     """:func:`train` once the folder is rank 0's (locked, and resume decided)."""
     ckpt_path = run_dir / CHECKPOINT_FILE
     device = ctx.device(cfg.device)
@@ -413,7 +421,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, run_dir: Path, *, callbac
 
         ctx.on_main(start_run_dir)
     replicated = ctx.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
-    log = MetricsLog(run_dir / METRICS_FILE) if ctx.is_main else distributed.NullLog()
+    log = MetricsLog(run_dir / METRICS_FILE, sinks) if ctx.is_main else distributed.NullLog()
     if extended_from is not None:  # after the log was cut back to the checkpoint: where the extension begins
         log.log({"kind": EXTEND_KIND, "step": step, "epoch": start_epoch, "from_epochs": extended_from,
                  "to_epochs": cfg.epochs})
