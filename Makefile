@@ -37,10 +37,23 @@ $(TONIC_STAMP): $(STAMP)
 	$(PY) -m pip install -q $(TONIC_DEPS)
 	touch $@
 
-test: $(TONIC_STAMP)
+# The NIR equality tests compare imported networks with Norse's and SpikingJelly's own forward
+# passes. Both require torchvision (SpikingJelly also torchaudio), which would replace the CPU torch
+# with a CUDA build, and neither imports it on the paths the tests use: installed without
+# dependencies, and SpikingJelly's one further import (loguru) by name. snnTorch, nir and nirtorch
+# come with the `test` extra.
+NIR_LIBS := norse==1.1.0 spikingjelly==2.0.0
+NIR_STAMP := $(VENV)/.installed-nir-libs
+
+$(NIR_STAMP): $(TONIC_STAMP)
+	$(PY) -m pip install -q --no-deps $(NIR_LIBS)
+	$(PY) -m pip install -q loguru
+	touch $@
+
+test: $(NIR_STAMP)
 	$(PY) -m pytest -q
 
-test-slow: $(TONIC_STAMP)
+test-slow: $(NIR_STAMP)
 	$(PY) -m pytest -q -m slow
 
 # The comparison libraries of bench/ (the pyproject `bench` extra). Installed with --no-deps:
