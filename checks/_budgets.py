@@ -138,8 +138,11 @@ def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str]
 
 
 def t3(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound,
-       estimate: float, jacobian_max: float) -> Local:
-    """T3 per probe sample (max over samples): the proof's factors replaced one at a time by measured norms."""
+       estimate: float, jacobian_max: float, *, grams: list[np.ndarray] | None = None) -> Local:
+    """T3 per probe sample (max over samples): the proof's factors replaced one at a time by measured norms.
+
+    ``grams``: ``input_jacobian_grams(model, x, layers=True)`` where the caller has them already.
+    """
     if rec.value is None:
         return not_computed(f"T3 has no global bound here ({rec.reason or rec.status})")
     x, y = probe
@@ -169,7 +172,8 @@ def t3(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, 
     # (ds^k = S_k (I (x) W^k) ds^{k-1}, s^0 = x), with ||dz/ds^l|| exact from a C x C Gram per sample. Each
     # step replaces layer l+1's factor ||S_{l+1}|| R_{l+1} composed with the exact downstream norm by the
     # exact norm one layer lower: what composing layer l+1's worst case costs. l = 0 is the exact ||dz/dx||.
-    exact = [gram_norms(g) for g in input_jacobian_grams(model, x, layers=True)]  # [x, s^1, .., s^{D-1}]
+    grams = grams if grams is not None else input_jacobian_grams(model, x, layers=True)
+    exact = [gram_norms(g) for g in grams]  # [x, s^1, .., s^{D-1}]
     f = [np.asarray(lc.S_norm, dtype=float) * R for lc, R in zip(L, c.R)]
     current = proof
     for l in range(D - 1, -1, -1):
@@ -317,14 +321,15 @@ def t4_ball(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConsta
     obs = observe(model, x, y, jacobian=True)
     caps = list(zip(rec_ball.details["kappa"], rec_ball.details["gam"]))
 
-    cache: dict[tuple[float, ...], tuple[list[Step], T4Factors, Any]] = {}
+    cache: dict[tuple[tuple[float, ...], bool], tuple[list[Step], T4Factors, Any]] = {}
 
-    def run(delta: list[float]) -> tuple[list[Step], T4Factors, Any]:
-        if tuple(delta) not in cache:
-            m = measure(model, obs, delta=delta, rho=rho, norms=False, caps=caps)
+    def run(delta: list[float], final: bool = False) -> tuple[list[Step], T4Factors, Any]:
+        # the search for delta reads U1 alone, which the dense layers' J2 does not enter: measured at the end only
+        if (tuple(delta), final) not in cache:
+            m = measure(model, obs, delta=delta, rho=rho, norms=False, caps=caps, second_order=final)
             steps, cur = _t4_steps(model, c_ball, rec_ball, obs, m, ball=True, rho=rho)
-            cache[tuple(delta)] = (steps, cur, smoothness_local(cur))
-        return cache[tuple(delta)]
+            cache[(tuple(delta), final)] = (steps, cur, smoothness_local(cur))
+        return cache[(tuple(delta), final)]
 
     def u1_bound(res: Any) -> list[float]:
         return [rho * float(np.max(u)) for u in res["U1"]]
@@ -343,7 +348,7 @@ def t4_ball(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConsta
         if new == delta:
             break
         delta = new
-    steps, cur, res = run(delta)
+    steps, cur, res = run(delta, final=True)
     return steps, {"delta": delta, "delta_source": how, "Z1": _mx(res["Z1"]), "Z2": _mx(res["Z2"])}
 
 

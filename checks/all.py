@@ -26,6 +26,7 @@ from checks._budgets import add_local_flag
 from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
+from checks.constants import model_constants
 from checks import smoothness
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
@@ -81,9 +82,12 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
     T6 the run folder; a module whose ``run`` takes ``local`` gets ``local`` (the local
     bounds and looseness budgets of ``checks._budgets``); ``certificate`` (``failure_probability``,
     ``certificate_steps``) goes to a module whose ``run`` takes them (T4's randomized certificate), and
-    T6 gets the T4 result computed before it (its local L where the run's log has none).
+    T6 gets the T4 result computed before it (its local L where the run's log has none), and T5
+    T4's Lanczos extremes (the same operator, probe and seed: one Lanczos run, not two). The
+    constants of A1-A3 at w are computed once and passed to every check that takes ``constants``.
     """
     results: list[CheckResult] = []
+    shared: dict[str, Any] = {}  # work done once and handed to every check that takes it
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
         module = importlib.import_module(f"checks.{name}")
         needs = from_checkpoint(declared_needs(module), loaded)
@@ -91,7 +95,11 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
         if "local" in parameters:
             needs["local"] = local
         needs.update({k: v for k, v in (certificate or {}).items() if k in parameters})
-        if "t4_result" in parameters:  # T6's local L: T4's local certificate at this checkpoint, where computed
+        if "constants" in parameters:  # A1-A3's constants at w on the probe: the same for every check
+            if "constants" not in shared:
+                shared["constants"] = model_constants(loaded.model, loaded.probe[0])
+            needs["constants"] = shared["constants"]
+        if "t4_result" in parameters:  # T4's record: T5 reuses its Lanczos, T6 its local certificate
             needs["t4_result"] = next((r for r in results if r.id == "T4"), None)
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])

@@ -10,9 +10,11 @@ T3 (A1-A3, smooth mode): ||z(x) - z(x')|| <= L_in ||x - x'||_{2,2} with
 estimates of the model's Lipschitz constant on the input set [0, X_inf]^{T x n_0} of
 A2 are held against it; the estimate is the larger:
 
-- for every probe sample, ||dz/dx||_2 by a Krylov iteration on J^T J with
-  Jacobian-vector products (``checks.linalg.input_jacobian_norms``; the Jacobian is
-  never formed);
+- for every probe sample, ||dz/dx||_2 = sqrt(lambda_max(J J^T)) from the C x C Gram of the
+  C Jacobian rows, which C backward passes of the whole probe give (exact up to rounding,
+  ``checks.local.input_jacobian_grams``, in chunks of samples under a memory budget); or,
+  with ``jacobian="lanczos"``, by a Krylov iteration on J^T J with Jacobian-vector
+  products (``checks.linalg.input_jacobian_norms``; ``tol`` and ``max_iter`` govern it);
 - for the ``adversarial`` samples of largest Jacobian norm, normalised gradient ascent
   on the secant ratio ||z(x) - z(x')|| / ||x - x'||_{2,2} over x', from a random start
   near x, each iterate projected onto [0, X_inf]^n (X_inf the probe's largest entry),
@@ -48,10 +50,12 @@ from checks._cli import Loaded, run_cli
 from checks._common import CheckInputError, Stopwatch, bound_details, check_probe, describe, merged_assumptions
 from checks._result import CheckResult, make_result
 from checks.constants import model_constants
+from checks.local import gram_norms, input_jacobian_grams
 from sast.model import SNN
 from theory import ModelConstants, bounds
 
 MODES = ("smooth", "hard")
+JACOBIAN_METHODS = ("gram", "lanczos")
 NEEDS: tuple[str, ...] = ()
 """Nothing beyond the model and the probe (``checks._common.KNOWN_NEEDS``)."""
 
@@ -139,13 +143,15 @@ def input_gradient_norms(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: 
 def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, progress: bool = False,
         mode: str = "smooth", adversarial: int = DEFAULT_ADVERSARIAL, steps: int = ADVERSARIAL_STEPS,
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, local: bool = True,
-        constants: ModelConstants | None = None) -> CheckResult:
+        constants: ModelConstants | None = None, jacobian: str = "gram") -> CheckResult:
     """T3: max over the probe of ||dz/dx|| and of the adversarial secant ratio, against L_in.
 
-    ``adversarial`` samples (0: none) get ``steps`` ascent steps; ``tol`` and
-    ``max_iter`` (None: linalg's default) govern the per-sample Krylov iteration of
-    ``linalg.input_jacobian_norms``. ``converged`` is True when every sample met
-    ``tol``; ``n_products`` counts J^T J products (the adversarial gradients are
+    ``adversarial`` samples (0: none) get ``steps`` ascent steps. ``jacobian``: "gram" (exact
+    per-sample norms from C backward passes; the local bound's per-layer Grams come from the same
+    passes) or "lanczos" (``linalg.input_jacobian_norms``, a per-sample Krylov iteration that
+    ``tol`` and ``max_iter``, None: linalg's default, govern). ``converged`` is True when every
+    sample met ``tol`` (always, for the exact Gram); ``n_products`` counts the Jacobian products
+    (J^T J products for Lanczos, backward passes for the Gram; the adversarial gradients are
     counted apart in details). ``mode='hard'``: "not applicable" (no Lipschitz
     constant), no number. ``local``: also T3's local bound and its looseness budget.
     ``constants`` may pass precomputed ``model_constants(model, x, mode=mode)``.
@@ -163,8 +169,18 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     if mode == "hard":
         return make_result("T3", "input Lipschitz", bound=None, estimate=None, assumptions=rec.assumptions,
                            seed=seed, seconds=sw.seconds, details=details, **describe(model, x))
-    iteration = {"tol": tol} if max_iter is None else {"tol": tol, "max_iter": max_iter}
-    jac = linalg.input_jacobian_norms(model, x, seed=seed, progress=progress, **iteration)
+    if jacobian not in JACOBIAN_METHODS:
+        raise CheckInputError(f"jacobian must be one of {', '.join(JACOBIAN_METHODS)}, got {jacobian!r}")
+    grams = None
+    if jacobian == "gram":
+        found = input_jacobian_grams(model, x, layers=local)
+        grams = found if local else [found]
+        jac = linalg.InputJacobianNorms(values=tuple(float(v) for v in gram_norms(grams[0])),
+                                        converged=(True,) * len(x), iterations=0,
+                                        n_products=int(grams[0].shape[1]))
+    else:
+        iteration = {"tol": tol} if max_iter is None else {"tol": tol, "max_iter": max_iter}
+        jac = linalg.input_jacobian_norms(model, x, seed=seed, progress=progress, **iteration)
     jac_max = jac.max
     n_adv = min(adversarial, len(x))
     order = sorted(range(len(x)), key=lambda i: -jac.values[i])[:n_adv]
@@ -186,7 +202,8 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         "grad_x_norm_max": max(grads), "grad_x_bound": grad_bound,
         "grad_x_holds": None if grad_bound is None else max(grads) <= grad_bound,
     })
-    loc = (_budgets.t3(model, probe, c, rec, estimate, jac_max) if local
+    details["jacobian_method"] = jacobian
+    loc = (_budgets.t3(model, probe, c, rec, estimate, jac_max, grams=grams) if local
            else _budgets.not_computed("not requested (local=False)"))
     details["local"] = loc.details
     # the local bound certifies ||dz/dx|| at the probe points, not the adversarial secants: held against jac_max

@@ -72,6 +72,23 @@ def _transition_blocks(g: np.ndarray, n: int, T: int) -> np.ndarray:
         M[:, :, t, t] = 1.0
     return M
 
+def _time_sum(g: np.ndarray) -> np.ndarray:
+    """K[b] = max_t sum_k max_i M[b, i, t, k] for :func:`_transition_blocks`' M of g (b, T, n), without forming M.
+
+    Row t of every neuron's block is row t - 1 times g[:, t - 1] with a 1 appended on the diagonal,
+    so the rows are carried one at a time: memory b x n x T instead of b x n x T x T.
+    """
+    B, T, n = g.shape
+    K = np.zeros(B)
+    row = np.zeros((B, n, T))
+    for t in range(T):
+        if t > 0:
+            row[:, :, :t] *= g[:, t - 1, :, None]
+        row[:, :, t] = 1.0
+        K = np.maximum(K, row[:, :, :t + 1].max(axis=1).sum(axis=1))
+    return K
+
+
 def _plan_inputs(model: SNN, x: torch.Tensor, spikes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Each spiking layer's actual input (pooled, flattened: (B, T, n_in)) and the readout's, from the spikes."""
     B, T = x.shape[0], x.shape[1]
@@ -148,7 +165,24 @@ def logit_jacobian_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
     return gram.cpu().numpy()
 
 
-def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False) -> np.ndarray | list[np.ndarray]:
+GRAM_CHUNK_BYTES = 256 * 2**20
+"""Memory for the rows of one chunk of :func:`input_jacobian_grams` (float64, C rows per sample and per Jacobian):
+the probe is taken in chunks of samples that fit it, so its peak memory does not grow with the probe size."""
+
+
+def _gram_chunk(model: SNN, x: torch.Tensor, layers: bool, budget: int) -> int:
+    """How many samples a chunk of :func:`input_jacobian_grams` holds: their rows (C x every Jacobian's width,
+    float64) and the retained graph (roughly four numbers per state, input and spike of every layer and step)
+    within ``budget`` bytes; at least one."""
+    C = model.readout.weight.shape[0]
+    widths = [x[0].numel()] + ([model.config.T * spec.width for spec in model.spiking_specs[:-1]] if layers else [])
+    states = model.config.T * sum(spec.width for spec in model.spiking_specs) + x[0].numel()
+    per_sample = 8 * C * sum(widths) + 4 * 4 * states
+    return max(1, budget // per_sample)
+
+
+def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False,
+                         budget: int = GRAM_CHUNK_BYTES) -> np.ndarray | list[np.ndarray]:
     """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dx_i over the whole input sequence (smooth mode; T3).
 
     C backward passes of sum_i z_{ik} give every sample's row k at once (samples do not interact
@@ -156,9 +190,18 @@ def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False) -
     to the rounding of the backward pass, whatever the depth: T3's local certificate at the probe
     points without any proof factor. With ``layers``, the same passes also give the Grams of
     dz/ds^l for the spike sequences of layers l = 1..D-1: a list [x, s^1, .., s^{D-1}] of (B, C, C)
-    stacks (the exact downstream norms of T3's per-layer budget). Tested against
-    ``torch.autograd.functional.jacobian``.
+    stacks (the exact downstream norms of T3's per-layer budget). The probe runs in chunks of
+    samples whose rows and graph fit ``budget`` bytes (:func:`_gram_chunk`; the result does not
+    depend on it). Tested against ``torch.autograd.functional.jacobian``.
     """
+    per = _gram_chunk(model, x, layers, budget)
+    chunks = [_grams(model, x[i:i + per], layers) for i in range(0, len(x), per)]
+    grams = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
+    return grams if layers else grams[0]
+
+
+def _grams(model: SNN, x: torch.Tensor, layers: bool) -> list[np.ndarray]:
+    """:func:`input_jacobian_grams` of one chunk of samples, always as the list [x, s^1, ..] (just [x] without layers)."""
     dtype = next(model.parameters()).dtype
     xs = x.detach().to(dtype).requires_grad_(True)
     with torch.enable_grad():
@@ -174,7 +217,7 @@ def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False) -
     for r in rows:
         J = torch.stack(r, dim=1)  # (B, C, n)
         grams.append((J @ J.transpose(1, 2)).cpu().numpy())
-    return grams if layers else grams[0]
+    return grams
 
 
 def gram_norms(gram: np.ndarray) -> np.ndarray:
@@ -241,6 +284,46 @@ def _spectral(mats: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
 
 
+POWER_STEPS = 4
+"""Power steps of :func:`_max_spectral_nonneg`'s screening (more: tighter brackets, fewer exact solves)."""
+SCREEN_MARGIN = 1e-6
+"""Relative margin of the screening: a matrix is solved exactly unless its upper bound lies this far below the
+best lower bound (rounding of the bounds cannot drop the maximiser)."""
+
+
+def _max_spectral_nonneg(mats: np.ndarray) -> np.ndarray:
+    """max over axis 1 of the spectral norms of a (b, n, p, q) stack of matrices with entries >= 0: (b,), exact.
+
+    Equal to ``_spectral(mats).max(axis=1)``, for a fraction of its cost: every Gram A = M M^T
+    (nonnegative, symmetric) gets a bracket lambda_max(A) in [v.Av / v.v, max_i (Av)_i / v_i] from a
+    few power steps started at the all-ones vector (the Rayleigh quotient and the Collatz-Wielandt
+    bound, which holds for nonnegative A and v > 0 on A's support; a zero row of A is a zero
+    eigenvalue's and is left out), and only the matrices whose upper bound reaches the best lower
+    bound of their row are solved exactly (eigvalsh); the others cannot hold the maximum.
+    """
+    b, n, p, q = mats.shape
+    if b * n == 0:
+        return np.zeros(b)
+    gram = mats @ np.swapaxes(mats, -1, -2) if p <= q else np.swapaxes(mats, -1, -2) @ mats
+    v = np.ones(gram.shape[:-1])
+    for _ in range(POWER_STEPS):
+        w = np.einsum("bnij,bnj->bni", gram, v)
+        top = w.max(axis=-1, keepdims=True)
+        v = np.divide(w, top, out=np.zeros_like(w), where=top > 0)
+    Av = np.einsum("bnij,bnj->bni", gram, v)
+    vv = (v * v).sum(axis=-1)
+    lower = np.divide((v * Av).sum(axis=-1), vv, out=np.zeros_like(vv), where=vv > 0)
+    ratio = np.divide(Av, v, out=np.zeros_like(Av), where=v > 0)
+    upper = ratio.max(axis=-1)
+    best = lower.max(axis=1, keepdims=True)
+    candidates = upper >= best * (1 - SCREEN_MARGIN)
+    out = np.zeros(b)
+    rows, cols = np.nonzero(candidates)
+    exact = np.sqrt(np.maximum(np.linalg.eigvalsh(gram[rows, cols])[..., -1], 0.0))
+    np.maximum.at(out, rows, exact)
+    return out
+
+
 def _scaled_norms(W: np.ndarray, d: np.ndarray) -> np.ndarray:
     """||W diag(d_b)|| for each row d_b of d (B, n_in) (exact, float64)."""
     n_out, n_in = W.shape
@@ -296,6 +379,8 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
     g' negative where u sig'(u - theta) beta > 1 - sig(u - theta)).
     """
     B, T, n = gp.shape
+    if not norms and gram is None and g_signed is None:  # K alone: row by row, no T x T blocks
+        return {"K": _time_sum(gp), "M_norm": np.zeros(B), "S_norm": np.zeros(B), "E2": np.zeros(B), "c": None}
     K, Mn, Sn, E2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
     c = np.zeros((B, T, n)) if g_signed is not None else None
     per = max(1, _PAIR_CHUNK // max(n, 1))
@@ -304,10 +389,10 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
         b = g_.shape[0]
         M = _transition_blocks(g_, n, T)
         K[b0:b0 + b] = M.max(axis=1).sum(axis=2).max(axis=1)
-        if norms:
-            Mn[b0:b0 + b] = _spectral(M).reshape(b, n).max(axis=1)
+        if norms:  # M and S are entrywise >= 0 (|g'| and sig' sups): the screened exact maximum applies
+            Mn[b0:b0 + b] = _max_spectral_nonneg(M)
             S = M * np.swapaxes(s_, 1, 2)[:, :, :, None]
-            Sn[b0:b0 + b] = _spectral(S).reshape(b, n).max(axis=1)
+            Sn[b0:b0 + b] = _max_spectral_nonneg(S)
         if gram is not None:  # row t of M_i against (a_j . a_k + 1): ||sum_j M_i[t, j] (a_j, 1)||^2
             E2[b0:b0 + b] = ((M @ gram[b0:b0 + b, None]) * M).sum(axis=3).max(axis=(1, 2))
         if c is not None:
@@ -317,7 +402,7 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
 
 
 def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, rho: float = 0.0,
-            norms: bool = True, caps: list[tuple[float, float]] | None = None) -> Measured:
+            norms: bool = True, caps: list[tuple[float, float]] | None = None, second_order: bool = True) -> Measured:
     """Per layer the measured constants of :class:`LayerConstants` (see the module docstring).
 
     ``delta`` (per layer, default 0): states of w' lie within delta_l of those at w, elementwise;
@@ -326,7 +411,9 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     the elementwise sups and the inputs' upper bounds (every a_j . a_k + 1 is >= 0, so the bound
     sum_{j,k} |P_j| |P_k| (a_j . a_k + 1) grows with each factor).
     ``caps`` (per layer (kappa_l, gam_l) of A4 on T2's interval, which holds every state of
-    every w' the caller considers) caps the sups of |g'| and |g''|.
+    every w' the caller considers) caps the sups of |g'| and |g''|. ``second_order=False`` leaves
+    the dense layers' J2 unmeasured (None: the chain then takes its worst case), for callers that
+    need first-order quantities only (T5's search for delta reads U1, which J2 does not enter).
     """
     cfg = model.config
     specs = model.spiking_specs
@@ -371,7 +458,7 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
             W = folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
             prev = layers[l - 1]
             lc.J1 = _scaled_norms(W, prev.d1) + rho * prev.d1.max(axis=1)
-            lc.J2 = _scaled_norms(W, prev.d2) + rho * prev.d2.max(axis=1)
+            lc.J2 = _scaled_norms(W, prev.d2) + rho * prev.d2.max(axis=1) if second_order else None
     return Measured(layers, ro, delta, float(rho), sups, list(inputs))
 
 

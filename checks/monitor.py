@@ -162,11 +162,11 @@ def _live(points: log_then_every, probe_every: int, *, state_probe: int, curvatu
 
 _DEFAULT = _live(DEFAULT_POINTS, DEFAULT_PROBE_EVERY, state_probe=STATE_PROBE, curvature_probe=CURVATURE_PROBE,
                  sam_probe=SAM_PROBE, jacobian_probe=JACOBIAN_PROBE, mechanism_probe=MECHANISM_PROBE,
-                 t6_probe=T6_PROBE, t4=WarmT4(tol=1e-2, max_iter=15), t3=(("adversarial", 0), ("tol", 1e-2)),
+                 t6_probe=T6_PROBE, t4=WarmT4(tol=1e-2, max_iter=15), t3=(("adversarial", 0),),
                  t5=(("ascent_starts", 0), ("ascent_steps", 1), ("taylor_samples", 2)))
 _FULL = _live(FULL_POINTS, FULL_PROBE_EVERY, state_probe=2 * STATE_PROBE, curvature_probe=2 * CURVATURE_PROBE,
               sam_probe=2 * SAM_PROBE, jacobian_probe=4 * JACOBIAN_PROBE, mechanism_probe=2 * MECHANISM_PROBE,
-              t6_probe=None, t4=WarmT4(tol=1e-2, max_iter=40), t3=(("adversarial", 1), ("steps", 10), ("tol", 1e-2)),
+              t6_probe=None, t4=WarmT4(tol=1e-2, max_iter=40), t3=(("adversarial", 1), ("steps", 10)),
               t5=(("ascent_starts", 1), ("ascent_steps", 4), ("taylor_samples", 4)))
 
 PRESETS: Mapping[str, tuple[Quantity, ...]] = MappingProxyType({"off": (), "default": _DEFAULT, "full": _FULL})

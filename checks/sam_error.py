@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -189,6 +190,36 @@ def sam_quantities(model: SNN, probe: tuple[Tensor, Tensor], rho: float, *, seed
     }
 
 
+@dataclass(frozen=True)
+class SharedCurvature:
+    """The Lanczos extremes of a T4 record (what T5 reads of a :class:`linalg.LanczosResult`)."""
+
+    lambda_min: float
+    lambda_max: float
+    converged: bool
+
+
+def curvature_of(t4_result: CheckResult | None, *, seed: int, tol: float, max_iter: int | None,
+                 n_probe: int) -> SharedCurvature | None:
+    """T4's Lanczos extremes where its record ran with these settings on a probe of this size; else None.
+
+    The caller vouches for the same model and probe (checks.all passes T4's record of the same
+    loaded checkpoint); the settings are checked here, so a record from another run of Lanczos is
+    never taken for this one.
+    """
+    if t4_result is None or t4_result.id != "T4":
+        return None
+    d = t4_result.details
+    if d.get("lambda_min") is None or d.get("lambda_max") is None:
+        return None
+    steps = max_iter if max_iter is not None else min(int(d.get("n_params") or 0), linalg.DEFAULT_LANCZOS_MAX_ITER)
+    same = (t4_result.seed == seed and d.get("tol") == tol and d.get("n_probe") == n_probe
+            and d.get("max_iter") == steps)
+    if not same:
+        return None
+    return SharedCurvature(float(d["lambda_min"]), float(d["lambda_max"]), bool(t4_result.converged))
+
+
 def _bounds_for(L: float | None, rho: float) -> dict[str, float] | None:
     if L is None:
         return None
@@ -207,14 +238,17 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
         ascent_steps: int = ASCENT_STEPS, taylor_samples: int = TAYLOR_SAMPLES,
         tol: float = linalg.DEFAULT_TOL, max_iter: int | None = None, hvp_method: linalg.HVPMethod = "auto",
         check_deterministic: bool = True, local: bool = True,
-        constants: ModelConstants | None = None) -> CheckResult:
+        constants: ModelConstants | None = None, t4_result: CheckResult | None = None) -> CheckResult:
     """T5: the SAM first-order errors q1, q2, q3 and the Taylor remainder at w, against T4's L on the rho-ball.
 
     ``rho`` None means :data:`DEFAULT_RHO`; ``rho_source`` says where a given rho came
     from, or, with ``rho`` None, why there is none ("the run's rho is 0"). ``tol``,
     ``max_iter``, ``hvp_method`` and ``check_deterministic`` govern the Lanczos run for
     the local curvature (``local=False`` skips it, and the local bound). ``constants`` may pass
-    precomputed ``model_constants(model, x)``.
+    precomputed ``model_constants(model, x)``. ``t4_result``: T4's record on the same probe at the
+    same w (``checks.all`` runs T4 first); where it ran Lanczos with this seed, ``tol`` and
+    ``max_iter``, its extremes are the local curvature (details say ``curvature_source``) and no
+    Lanczos runs here.
     """
     check_probe(model, probe)
     if rho is None:
@@ -235,11 +269,15 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
     L_at_w = bounds.smoothness(at_w).value
     q = sam_quantities(model, probe, float(rho), seed=seed, ascent_starts=ascent_starts, ascent_steps=ascent_steps,
                        taylor_samples=taylor_samples)
-    lanczos, L_local, n_hvp = None, None, 0
+    lanczos, L_local, n_hvp, source = None, None, 0, None
     if local:
-        lanczos, _op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
-                                       check_deterministic=check_deterministic)
-        L_local, n_hvp = max(abs(lanczos.lambda_min), abs(lanczos.lambda_max)), lanczos.n_products
+        lanczos = curvature_of(t4_result, seed=seed, tol=tol, max_iter=max_iter, n_probe=len(x))
+        source = "T4's record" if lanczos is not None else "own Lanczos run"
+        if lanczos is None:
+            lanczos, _op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed,
+                                           hvp_method=hvp_method, check_deterministic=check_deterministic)
+            n_hvp = lanczos.n_products
+        L_local = max(abs(lanczos.lambda_min), abs(lanczos.lambda_max))
     b, b_local = _bounds_for(L, rho), _bounds_for(L_local, rho)
     table = {}
     for k in QUANTITIES:
@@ -255,7 +293,7 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
         "local_note": "local curvature max|lambda| of the probe Hessian at w: an indication, not a guarantee",
         "lambda_min": None if lanczos is None else lanczos.lambda_min,
         "lambda_max": None if lanczos is None else lanczos.lambda_max,
-        "lanczos_converged": None if lanczos is None else lanczos.converged,
+        "lanczos_converged": None if lanczos is None else lanczos.converged, "curvature_source": source,
         "quantities": table, "F": q["F"], "grad_norm": q["grad_norm"], "F_eps_hat": q["F_eps_hat"],
         "taylor_all": q["taylor_all"], "q2_negative": q["q2_negative"], "ascent": q["ascent"],
         "q2_note": "q2 is a lower estimate of the inner maximum (projected gradient ascent)",

@@ -61,6 +61,37 @@ def test_input_jacobian_gram_equals_the_autograd_jacobian(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_input_jacobian_grams_do_not_depend_on_the_chunking(kind: str) -> None:
+    """A budget of one byte takes the probe one sample at a time: the Grams are the same numbers."""
+    model = _net(kind)
+    x, _ = _probe(kind, n=5)
+    whole = input_jacobian_grams(model, x, layers=True)
+    one_by_one = input_jacobian_grams(model, x, layers=True, budget=1)
+    assert len(whole) == len(one_by_one) == len(model.spiking_specs)
+    for a, b in zip(whole, one_by_one):
+        assert a.shape == (5, 3, 3) and b == pytest.approx(a, rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_t3_gram_estimate_equals_the_lanczos_estimate(kind: str) -> None:
+    """T3's exact Gram norms (the default) and the Krylov iteration give one record: same estimate and bounds."""
+    model = _net(kind)
+    probe = _probe(kind, n=6)
+    gram = lipschitz.run(model, probe, adversarial=0)
+    krylov = lipschitz.run(model, probe, adversarial=0, jacobian="lanczos", tol=1e-10)
+    assert gram.details["jacobian_method"] == "gram" and krylov.details["jacobian_method"] == "lanczos"
+    assert gram.details["jacobian_norm"] == pytest.approx(krylov.details["jacobian_norm"], rel=1e-8)
+    assert gram.estimate == pytest.approx(krylov.estimate, rel=1e-8) and gram.bound == krylov.bound
+    assert gram.local_bound == pytest.approx(krylov.local_bound, rel=1e-12)
+    assert gram.status == krylov.status and gram.converged is True and gram.n_products == 3  # one pass a class
+
+
+def test_t3_refuses_an_unknown_jacobian_method() -> None:
+    with pytest.raises(ValueError, match="jacobian must be one of gram, lanczos"):
+        lipschitz.run(_net("dense"), _probe("dense"), jacobian="svd")
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
 def test_checks_record_local_bounds_and_budgets(kind: str) -> None:
     model, probe = _net(kind, reset="subtract"), _probe(kind)
     for check in (state_bounds, lipschitz, smoothness):
@@ -168,3 +199,29 @@ def test_t3_local_bound_holds_where_zero_reset_makes_g_prime_negative() -> None:
             assert loc <= e * (1 + 1e-9), f"seed {seed}: one layer, the composite is exact: {loc!r} vs {e!r}"
         assert r.status != "violated" and r.local_holds is True
     assert negative >= 10  # the family reaches g' < 0, where the bug was
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_screened_spectral_maximum_equals_the_exact_one(seed: int) -> None:
+    """The screening drops no maximiser: the same numbers as eigvalsh on every matrix (ties, zero rows, p != q)."""
+    from checks.local import _max_spectral_nonneg, _spectral
+
+    rng = np.random.default_rng(seed)
+    for shape in [(3, 50, 6, 6), (2, 40, 4, 7), (2, 30, 7, 4)]:
+        mats = np.tril(rng.random(shape)) if shape[2] == shape[3] else rng.random(shape)
+        mats[0, 5] = mats[0, 7]  # a tie for the maximum is no problem
+        mats[1, :, 1] = 0.0  # zero rows (a spike derivative that underflowed): a zero eigenvalue's
+        mats[-1, 3:] *= 1e-3  # a clear maximiser among small ones
+        want = _spectral(mats).max(axis=1)
+        assert _max_spectral_nonneg(mats) == pytest.approx(want, rel=1e-12)
+    assert _max_spectral_nonneg(np.zeros((2, 3, 4, 4))) == pytest.approx([0.0, 0.0])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_time_sum_row_by_row_equals_the_transition_blocks(seed: int) -> None:
+    """K from the carried rows equals K read off the formed T x T blocks (max over neurons, sum over k, max over t)."""
+    from checks.local import _time_sum, _transition_blocks
+
+    g = np.random.default_rng(seed).random((3, 7, 11)) * 1.3  # some |g'| above 1, as early in training
+    M = _transition_blocks(g, 11, 7)
+    assert _time_sum(g) == pytest.approx(M.max(axis=1).sum(axis=2).max(axis=1), rel=1e-13)

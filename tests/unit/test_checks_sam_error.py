@@ -119,3 +119,25 @@ def test_rho_from_checkpoint_says_where_it_came_from():
 def test_bad_rho_is_refused():
     with pytest.raises(CheckInputError, match="rho must be"):
         sam_error.run(_net(), _probe(), rho=0.0)
+
+
+def test_t5_takes_t4s_lanczos_extremes_where_they_ran_alike():
+    """checks.all hands T5 the T4 record: the same curvature numbers as T5's own Lanczos, without running it."""
+    from checks import smoothness
+
+    model, probe = _net(), _probe()
+    t4 = smoothness.run(model, probe, local=False)
+    own = sam_error.run(model, probe, rho=RHO)
+    shared = sam_error.run(model, probe, rho=RHO, t4_result=t4)
+    assert own.details["curvature_source"] == "own Lanczos run" and own.n_products > 0
+    assert shared.details["curvature_source"] == "T4's record" and shared.n_products == 0
+    for key in ("lambda_min", "lambda_max", "L_local"):
+        assert shared.details[key] == pytest.approx(own.details[key], rel=1e-9)
+    assert shared.estimate == own.estimate and shared.bound == own.bound and shared.status == own.status
+    assert shared.local_bound == pytest.approx(own.local_bound, rel=1e-12)
+    # a T4 record of other settings (another seed, tolerance or step limit) is not taken for this run
+    assert sam_error.run(model, probe, rho=RHO, t4_result=t4, seed=1).details["curvature_source"] == "own Lanczos run"
+    assert sam_error.run(model, probe, rho=RHO, t4_result=t4, tol=1e-2).details["curvature_source"] == (
+        "own Lanczos run")
+    assert sam_error.run(model, probe, rho=RHO, t4_result=t4, max_iter=3).details["curvature_source"] == (
+        "own Lanczos run")
