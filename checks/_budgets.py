@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from checks._common import numpy_blas_single_threaded
 from checks._result import DETERMINISTIC, PROBABILISTIC
 from checks.local import (Observation, gram_norms, input_jacobian_grams, loss_constants, measure, observe,
                           one_layer_second_order, readout_composite, readout_constants)
@@ -107,6 +108,7 @@ def _currents(obs: Observation, lam: float, theta: float, reset: str) -> list[tu
     return out
 
 
+@numpy_blas_single_threaded
 def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str], bound: float, estimate: float) -> Local:
     """T2 at the worst (mode, layer, side): T2's recursion with the measured input entries, currents and reset depth."""
     mode, l, side = key
@@ -137,6 +139,7 @@ def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str]
 # T3
 
 
+@numpy_blas_single_threaded
 def t3(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound,
        estimate: float, jacobian_max: float, *, grams: list[np.ndarray] | None = None) -> Local:
     """T3 per probe sample (max over samples): the proof's factors replaced one at a time by measured norms.
@@ -271,6 +274,7 @@ def _t4_steps(model: SNN, c: ModelConstants, rec: Bound, obs: Observation, m: An
     return steps + more, cur
 
 
+@numpy_blas_single_threaded
 def t4(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, rec: Bound, estimate: float,
        certificate: Any = None) -> Local:
     """T4 on the probe-batch loss at w: the mean over samples of per-sample bounds, factors replaced one at a time.
@@ -352,6 +356,7 @@ def t4_ball(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConsta
     return steps, {"delta": delta, "delta_source": how, "Z1": _mx(res["Z1"]), "Z2": _mx(res["Z2"])}
 
 
+@numpy_blas_single_threaded
 def t5(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, c_ball: ModelConstants,
        rec_ball: Bound, rho: float, factor: float, bound: float, estimate: float) -> Local:
     """T5's worst quantity: ``factor`` L (rho^2/2, rho^2 or rho) with T4's chain on the rho-ball."""
@@ -369,6 +374,7 @@ def t5(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], c: ModelConstants, 
 # T7
 
 
+@numpy_blas_single_threaded
 def t7(model: SNN, x: torch.Tensor, y: torch.Tensor, i: int, W1_norm: float, bound: float, estimate: float,
        grad_W1_norm: float, s_T: float) -> Local:
     """T7 at the worst sample i: the conditioning step ||D||_F <= ||grad_{W^1} l||_F / s_T(X) replaced by ||D||_F."""

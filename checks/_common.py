@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from sast.model import SNN
 
@@ -101,3 +104,24 @@ def describe(model: SNN, x: torch.Tensor) -> dict[str, Any]:
 def worst(ratios: Mapping[Any, float]) -> Any:
     """The key with the largest ratio (the place a bound is closest to failing)."""
     return max(ratios, key=lambda k: ratios[k])
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def numpy_blas_single_threaded(fn: _F) -> _F:
+    """Run ``fn`` with numpy's and scipy's BLAS (OpenBLAS) on one thread (threadpoolctl), torch's threads untouched.
+
+    The local bounds do their linear algebra in numpy (float64 Grams, eigvalsh on stacks of small
+    matrices) between torch passes. torch's OpenMP threads keep spinning for a while after each
+    parallel region, and OpenBLAS's own threads then compete with them for the same cores: on
+    2 CPU cores one ||W diag(d)|| stack of T4's budget (64 Grams of 256 x 256) took 35 s so, and
+    0.5 s with OpenBLAS on one thread (batched small products gain nothing from its threads).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

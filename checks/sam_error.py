@@ -201,7 +201,7 @@ class SharedCurvature:
 
 def curvature_of(t4_result: CheckResult | None, *, seed: int, tol: float, max_iter: int | None,
                  n_probe: int) -> SharedCurvature | None:
-    """T4's Lanczos extremes where its record ran with these settings on a probe of this size; else None.
+    """T4's Lanczos extremes where its record ran with these settings (or more steps) on a probe of this size.
 
     The caller vouches for the same model and probe (checks.all passes T4's record of the same
     loaded checkpoint); the settings are checked here, so a record from another run of Lanczos is
@@ -213,8 +213,10 @@ def curvature_of(t4_result: CheckResult | None, *, seed: int, tol: float, max_it
     if d.get("lambda_min") is None or d.get("lambda_max") is None:
         return None
     steps = max_iter if max_iter is not None else min(int(d.get("n_params") or 0), linalg.DEFAULT_LANCZOS_MAX_ITER)
+    # as accurate at least: the same start and stopping rule, and no fewer steps allowed (a longer run's Ritz
+    # values only move outward, toward the extremes)
     same = (t4_result.seed == seed and d.get("tol") == tol and d.get("n_probe") == n_probe
-            and d.get("max_iter") == steps)
+            and (d.get("max_iter") or 0) >= steps)
     if not same:
         return None
     return SharedCurvature(float(d["lambda_min"]), float(d["lambda_max"]), bool(t4_result.converged))

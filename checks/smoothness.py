@@ -64,16 +64,18 @@ def local_curvature(
     seed: int = 0,
     hvp_method: linalg.HVPMethod = "auto",
     check_deterministic: bool = True,
+    min_iter: int = 1,
 ) -> tuple[linalg.LanczosResult, linalg.HessianOperator]:
     """lambda_min and lambda_max of the Hessian of the smooth-mode probe-batch loss at the model's w.
 
     Shared by T4 (the estimate), T5 and T6 (the "local curvature" max(|lambda|) at w, an
-    indication of the smoothness near w, not a bound over the ball or the run).
+    indication of the smoothness near w, not a bound over the ball or the run). ``min_iter``: Lanczos
+    runs at least this many steps (T4's randomized certificate reads the same run: 2k - 1 steps).
     """
     x, y = probe
     op = linalg.HessianOperator(model, None, x, y, method=hvp_method, mode="smooth",
                                 check_deterministic=check_deterministic, seed=seed)
-    res = linalg.lanczos_extremes(op, tol=tol, max_iter=max_iter, seed=seed)
+    res = linalg.lanczos_extremes(op, tol=tol, max_iter=max_iter, seed=seed, min_iter=min_iter)
     return res, op
 
 
@@ -95,17 +97,29 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     them (the live monitor's warm-started run); ``tol`` and ``max_iter`` should say how it ran.
     ``failure_probability`` (None: no randomized certificate) and ``certificate_steps`` (None: enough
     for a factor :data:`CERTIFICATE_FACTOR` over its Ritz value): with ``local``, the randomized
-    certificate of the probe Hessian's spectral radius (its own random start, seed + 1), which
-    becomes the local bound where it is below the proof's, with ``local_kind`` "probabilistic".
+    certificate of the probe Hessian's spectral radius, which becomes the local bound where it is
+    below the proof's, with ``local_kind`` "probabilistic". It is read off the estimate's own
+    Lanczos run (its random start from ``seed``), which then runs at least 2k - 1 steps for the
+    bound of k steps on H^2 (``linalg.certificate_from_lanczos``); with a precomputed
+    ``curvature`` (possibly warm-started) it runs on its own, from a start of its own (seed + 1).
     """
     check_probe(model, probe)
     sw = Stopwatch()
     x, _ = probe
     c = constants if constants is not None else model_constants(model, x)
     rec = bounds.smoothness(c)
+    certify = local and failure_probability is not None
+    k = None
+    if certify:
+        dim = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        k = certificate_steps or linalg.steps_for(dim, failure_probability, 1.0 - CERTIFICATE_FACTOR ** -2)
+    # a max_iter given is kept (a run too short for the certificate leaves it to a run of its own, below)
+    min_iter = 2 * k - 1 if certify and curvature is None else 1
+    if max_iter is None and min_iter > linalg.DEFAULT_LANCZOS_MAX_ITER:
+        max_iter = min_iter
     res, op = curvature if curvature is not None else local_curvature(
         model, probe, tol=tol, max_iter=max_iter, seed=seed, hvp_method=hvp_method,
-        check_deterministic=check_deterministic)
+        check_deterministic=check_deterministic, min_iter=min_iter)
     estimate = max(abs(res.lambda_min), abs(res.lambda_max))
     details: dict[str, Any] = {
         "L": rec.value, "lambda_min": res.lambda_min, "lambda_max": res.lambda_max,
@@ -117,11 +131,17 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
         **bound_details(rec),
     }
     cert = None
-    if local and failure_probability is not None:
-        steps = certificate_steps or linalg.steps_for(op.dim, failure_probability, 1.0 - CERTIFICATE_FACTOR ** -2)
-        cert = linalg.spectral_radius_certificate(op, steps=steps, failure_probability=failure_probability,
-                                                  seed=seed + 1)
+    if certify:
+        if curvature is None and (res.iterations >= min_iter or res.iterations >= op.dim):
+            # the same run: 2k - 1 products on H hold K_k(H^2, b) (all of R^n once it has n steps)
+            cert = linalg.certificate_from_lanczos(res, op.dim, failure_probability=failure_probability)
+            details["certificate_source"] = "T4's Lanczos run (its random start), no further product"
+        else:
+            cert = linalg.spectral_radius_certificate(op, steps=k, failure_probability=failure_probability,
+                                                      seed=seed + 1)
+            details["certificate_source"] = "a run of its own on H^2 (start from seed + 1)"
         details["certificate"] = dataclasses.asdict(cert)
+    details["min_iter"] = min_iter
     loc = (_budgets.t4(model, probe, c, rec, estimate, certificate=cert) if local
            else _budgets.not_computed("not requested (local=False)"))
     details["local"] = loc.details

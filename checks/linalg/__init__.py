@@ -49,7 +49,8 @@ derivative), so the Hessian and input-Jacobian tools refuse other modes.
 from __future__ import annotations
 
 from checks.linalg._flat import LossFn, flat_grad, flat_params, flatten
-from checks.linalg.certificate import RandomizedBound, kw_epsilon, spectral_radius_certificate, steps_for
+from checks.linalg.certificate import (RandomizedBound, certificate_from_lanczos, kw_epsilon,
+                                      spectral_radius_certificate, steps_for)
 from checks.linalg.hvp import (
     CALIBRATION_PRODUCTS,
     DETERMINISM_RTOL,
@@ -75,6 +76,7 @@ from checks.linalg.per_sample import per_sample_grads
 # HVPMethod, HVP_METHODS, ...) are part of the interface too, used as linalg.NAME,
 # but were never star-exported.
 __all__ = [
+    "certificate_from_lanczos",
     "HessianOperator",
     "NondeterminismError",
     "determinism_check",

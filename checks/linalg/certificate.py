@@ -77,6 +77,21 @@ particular distribution for this argument. If k >= n the basis reaches all of
 R^n after n steps (2n products) and the top Ritz value is lambda_1 itself up to
 rounding; the bound is still reported for the requested k.
 
+The same bound from a Lanczos run on H
+--------------------------------------
+A Lanczos run on H itself (:func:`~checks.linalg.lanczos_extremes`, T4's estimate) from a
+start b uniform on the sphere holds an orthonormal basis Q_m of K_m(H, b) after m products.
+K_k(A, b) = span(b, H^2 b, ..., H^{2(k-1)} b) lies in K_{2k-1}(H, b), so for k = floor((m + 1) / 2)
+the largest Rayleigh quotient of A = H^2 over span(Q_m), max_y ||H Q_m y||^2 / ||y||^2, is at
+least xi_k, and at most lambda_1(A): the event {that quotient < (1 - eps) lambda_1} lies inside
+the theorem's event, and the same bound holds with the same eps(n, k, delta). The quotient needs
+no further product: H Q_m = Q_{m+1} T~ with T~ the (m + 1) x m matrix of the tridiagonal T_m above
+beta_m e_m^T, so it is sigma_max(T~)^2 (:func:`certificate_from_lanczos`). One run then gives T4's
+estimate and its certificate with m = 2k - 1 products in place of the estimate's own steps plus
+2k. A space that became invariant (the run stops with beta_m at rounding level) holds K_k(A, b) for
+every k, so k = floor((m + 1) / 2) stays a valid (conservative) choice. The start must be the
+run's own random one: a warm start (``start=``) voids the bound, and the function refuses it.
+
 Floating point
 --------------
 The theorem is a statement in exact arithmetic. Here the Krylov basis is kept
@@ -114,6 +129,7 @@ from torch import Tensor
 
 from checks.linalg.lanczos import (
     _NONFINITE_PRODUCT,
+    LanczosResult,
     MatVec,
     _as_matvec,
     _orthogonalise,
@@ -125,6 +141,7 @@ __all__ = [
     "KW_CONSTANT",
     "KW_REFERENCE",
     "RandomizedBound",
+    "certificate_from_lanczos",
     "kw_epsilon",
     "kw_failure_probability",
     "steps_for",
@@ -317,3 +334,32 @@ def spectral_radius_certificate(
         n_products=2 * m,
         ritz=math.sqrt(xi),
     )
+
+
+def certificate_from_lanczos(res: LanczosResult, n: int, *, failure_probability: float = 1e-3) -> RandomizedBound:
+    """The Kuczynski-Wozniakowski bound on max |lambda(H)| from a Lanczos run on H itself (module docstring).
+
+    ``res``: :func:`~checks.linalg.lanczos_extremes` on the n x n symmetric H from its own random
+    start (``res.random_start``; a ValueError otherwise), after m = ``res.iterations`` products;
+    the bound is for k = floor((m + 1) / 2) steps on H^2 and costs no product (``n_products`` 0).
+    """
+    n = _check_n(n)
+    delta = _check_delta(failure_probability)
+    if not res.random_start:
+        raise ValueError("a randomized certificate needs the Lanczos run's own random start; this run was "
+                         "warm-started (start=), which voids the bound")
+    m = res.iterations
+    if m < 1 or len(res.alphas) != m or len(res.betas) != m:
+        raise ValueError(f"the Lanczos result holds no tridiagonal of its {m} steps (a result of another version?)")
+    k = (m + 1) // 2
+    eps = kw_epsilon(n, k, delta)
+    t = np.zeros((m + 1, m))
+    idx = np.arange(m)
+    t[idx, idx] = res.alphas
+    t[idx[1:], idx[:-1]] = res.betas[:-1]
+    t[idx[:-1], idx[1:]] = res.betas[:-1]
+    t[m, m - 1] = res.betas[-1]
+    xi = float(np.linalg.svd(t, compute_uv=False)[0]) ** 2
+    value = math.sqrt(xi / (1.0 - eps)) if eps < 1.0 else None
+    return RandomizedBound(value=value, failure_probability=delta, eps=eps, steps=k, n_products=0,
+                           ritz=math.sqrt(xi))

@@ -70,7 +70,12 @@ class LanczosResult:
     ``n_products`` counts matrix-vector products (one per Lanczos step, so it
     equals ``iterations``). ``vectors`` (only with ``return_vectors=True``): the two
     Ritz vectors (rows: for lambda_min, for lambda_max; unit norm, in the basis dtype),
-    the start of a later run on a nearby operator (``start=``).
+    the start of a later run on a nearby operator (``start=``). ``alphas`` and ``betas``: the
+    tridiagonal's diagonal and off-diagonal, with the last step's residual norm beta_j
+    appended (so ``len(betas) == iterations``): Q^T A Q = T and ||A Q y||^2 = ||T~ y||^2 for the
+    (j + 1) x j matrix T~ of T above beta_j e_j^T, which is what
+    :func:`~checks.linalg.certificate.certificate_from_lanczos` reads. ``random_start``: the start
+    was drawn from ``seed`` (not passed as ``start=``), as a randomized certificate needs.
     """
 
     lambda_min: float
@@ -81,6 +86,9 @@ class LanczosResult:
     residual_min: float
     residual_max: float
     vectors: Tensor | None = None
+    alphas: tuple[float, ...] = ()
+    betas: tuple[float, ...] = ()
+    random_start: bool = False
 
 
 def _orthogonalise(basis: Tensor, w: Tensor) -> Tensor:
@@ -161,6 +169,7 @@ def lanczos_extremes(
     dtype: torch.dtype = torch.float64,
     start: Tensor | None = None,
     return_vectors: bool = False,
+    min_iter: int = 1,
 ) -> LanczosResult:
     """lambda_min and lambda_max of a symmetric operator by Lanczos with full reorthogonalisation (T4).
 
@@ -181,7 +190,10 @@ def lanczos_extremes(
     A Krylov space that becomes invariant (beta_j = 0, at the latest at
     j = dim) gives exact Ritz values and stops too. Without convergence after
     ``max_iter`` steps (default min(dim, :data:`DEFAULT_LANCZOS_MAX_ITER`)) the
-    last Ritz values are returned with ``converged=False``. A NaN or infinite
+    last Ritz values are returned with ``converged=False``. ``min_iter``: the run
+    goes on to at least this many steps (at most ``max_iter``) even once converged
+    (a randomized certificate read off the same run needs 2k - 1 of them), unless
+    the space becomes invariant. A NaN or infinite
     product raises FloatingPointError (a diverged model is not non-convergence).
 
     Why this and not scipy's eigsh(which='BE'): ARPACK restarts its Lanczos
@@ -230,8 +242,9 @@ def lanczos_extremes(
         theta_min, theta_max = float(theta[0]), float(theta[-1])
         res_min, res_max = beta * abs(float(s[-1, 0])), beta * abs(float(s[-1, -1]))
         scale = max(abs(theta_min), abs(theta_max))
-        if max(res_min, res_max) <= tol * scale or beta <= np.finfo(np.float64).eps * scale or beta == 0.0:
-            converged = True
+        invariant = beta <= np.finfo(np.float64).eps * scale or beta == 0.0
+        converged = bool(invariant or max(res_min, res_max) <= tol * scale)
+        if invariant or (converged and j >= min_iter):
             break
         betas.append(beta)
         q = w / beta
@@ -240,7 +253,8 @@ def lanczos_extremes(
         ends = torch.from_numpy(np.ascontiguousarray(s[:, [0, -1]])).to(device=device, dtype=dtype)
         vectors = (basis[:j].T @ ends).T
         vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    return LanczosResult(theta_min, theta_max, converged, j, j, res_min, res_max, vectors)
+    return LanczosResult(theta_min, theta_max, converged, j, j, res_min, res_max, vectors,
+                         alphas=tuple(alphas), betas=tuple(betas[: j - 1]) + (beta,), random_start=start is None)
 
 
 def _start_vector(start: Tensor | None, n: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensor:

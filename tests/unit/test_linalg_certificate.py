@@ -272,3 +272,62 @@ def test_hessian_operator_of_a_tiny_model():
     assert r.ritz == pytest.approx(rho, rel=1e-8)
     dense = spectral_radius_certificate(hess, steps=n, seed=1)
     assert dense.value == pytest.approx(r.value, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- the certificate read off a Lanczos run on H
+
+
+def _from_lanczos(h, k: int, seed: int, delta: float = 1e-3):
+    from checks.linalg import certificate_from_lanczos, lanczos_extremes
+
+    res = lanczos_extremes(h, seed=seed, tol=1e-300, min_iter=2 * k - 1, max_iter=2 * k - 1)
+    return res, certificate_from_lanczos(res, h.shape[0], failure_probability=delta)
+
+
+@pytest.mark.parametrize("name", list(spectra()))
+@pytest.mark.parametrize("k", [5, 15])
+def test_lanczos_read_certificate_holds_and_is_at_least_the_h2_runs_ritz(name, k):
+    """From the same start b, 2k - 1 steps on H span K_k(H^2, b): the Ritz value of H^2 is >= the H^2 run's."""
+    h = random_symmetric(spectra()[name])
+    rho = radius(h)
+    for seed in range(5):
+        res, r = _from_lanczos(h, k, seed)
+        own = spectral_radius_certificate(h, steps=k, failure_probability=1e-3, seed=seed)  # the same start b
+        assert res.iterations == 2 * k - 1 and r.steps == k and r.n_products == 0 and r.eps == own.eps
+        assert own.ritz * (1 - 1e-12) <= r.ritz <= rho * (1 + 1e-12)
+        assert max(abs(res.lambda_min), abs(res.lambda_max)) <= r.ritz * (1 + 1e-12)  # H's Ritz values too
+        if r.eps < 1:
+            assert r.value >= rho and r.value == pytest.approx(r.ritz / math.sqrt(1 - r.eps), rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ["kw-worst-case", "tiny-gap-continuum", "cluster-negative-end"])
+def test_lanczos_read_certificate_fails_no_more_often_than_delta(name):
+    h = random_symmetric(hard_spectra()[name])
+    rho = radius(h)
+    runs = [_from_lanczos(h, K_EMP, s, DELTA_EMP)[1] for s in SEEDS]
+    assert runs[0].eps < 1
+    assert float(np.mean(np.array([r.value for r in runs]) < rho)) <= DELTA_EMP
+    # not vacuous: the bare Ritz value of H^2 falls below rho more often than delta on these spectra
+    assert float(np.mean(np.array([r.ritz for r in runs]) < rho)) > DELTA_EMP
+
+
+def test_lanczos_read_certificate_refuses_a_warm_start_and_a_bare_result():
+    from checks.linalg import LanczosResult, certificate_from_lanczos, lanczos_extremes
+
+    h = random_symmetric(spectra()["psd"])
+    warm = lanczos_extremes(h, start=torch.ones(60, dtype=torch.float64), max_iter=9)
+    with pytest.raises(ValueError, match="warm-started"):
+        certificate_from_lanczos(warm, 60)
+    with pytest.raises(ValueError, match="tridiagonal"):
+        certificate_from_lanczos(LanczosResult(0.0, 1.0, True, 3, 3, 0.0, 0.0, random_start=True), 60)
+
+
+def test_min_iter_runs_past_convergence_and_max_iter_still_caps():
+    from checks.linalg import lanczos_extremes
+
+    h = random_symmetric(np.r_[5.0, np.linspace(0.1, 0.2, 59)])  # converges within a few steps
+    early = lanczos_extremes(h, seed=1)
+    longer = lanczos_extremes(h, seed=1, min_iter=early.iterations + 10)
+    assert longer.iterations == early.iterations + 10 and longer.converged
+    assert longer.lambda_max >= early.lambda_max - 1e-12 and len(longer.betas) == longer.iterations
+    assert lanczos_extremes(h, seed=1, min_iter=30, max_iter=12).iterations == 12
