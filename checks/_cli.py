@@ -3,8 +3,11 @@
 Every ``python -m checks.NAME`` takes ``--model ckpt.pt`` and needs nothing else: the
 checkpoint's configuration names the data set and binning, from which a fixed probe
 set is drawn (``--batch`` samples of ``--split``, chosen by ``--seed``; see
-:func:`checks.load_checkpoint`). Exit codes (:mod:`runfolder.exits`, whose boundary
-:func:`runfolder.guard` wraps every check's command line):
+:func:`checks.load_checkpoint`). ``--model net.nir`` takes another library's network with
+the settings a NIR file cannot carry (``--dt``, ``--reset``, ``--data``; ``--beta`` and
+``--T`` have defaults: :mod:`sast.model_file`); its run folder is ``net.sast`` beside it.
+Exit codes (:mod:`runfolder.exits`, whose boundary :func:`runfolder.guard` wraps every
+check's command line):
 0 nothing violated (all hold, or assumptions fail, or not applicable), 1 a bound is
 violated, 2 bad input or an unusable file (one line on stderr naming it), 70 an
 internal error (a bug; traceback), never 1.
@@ -23,12 +26,15 @@ from checks._load import (DEFAULT_PROBE, DTYPES, Loaded, load_checkpoint,  # noq
                           probe_from_split)
 from checks._result import CheckResult
 from runfolder import EXIT_CODES_EPILOG, INPUT_ERRORS, check_writable, guard  # noqa: F401 (INPUT_ERRORS as before)
+from sast import model_file
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) -> None:
-    """The shared flags: --model --data --root --split --batch --seed --device --dtype --json."""
-    p.add_argument("--model", required=True, help="checkpoint (ckpt.pt or best.pt of a run folder)")
-    p.add_argument("--data", default=None, help="data set for the probe (default: the model's training data)")
+    """The shared flags: --model --data --root --split --batch --seed --device --dtype --json, and a NIR file's
+    --dt --reset --beta --T (:func:`sast.model_file.add_model_flags`)."""
+    p.add_argument("--model", required=True, help=model_file.MODEL_HELP)
+    p.add_argument("--data", default=None,
+                   help="data set for the probe (default: the model's training data; required for a .nir)")
     p.add_argument("--root", default=None, help="folder of a real data set (nmnist, dvsgesture)")
     p.add_argument("--split", default="test",
                    help="split the probe set is drawn from (train: the training split less validation; val; test)")
@@ -39,13 +45,24 @@ def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) 
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
     p.add_argument("--json", default=None, help="also write the result(s) as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    model_file.add_model_flags(p)
 
 
-def load_from_flags(args: argparse.Namespace) -> Loaded:
-    """:func:`checks.load_checkpoint` with the shared flags of :func:`add_common_flags`."""
-    return load_checkpoint(args.model, split=args.split, batch=args.batch, seed=args.seed, device=args.device,
-                           dtype=args.dtype, data=args.data, root=args.root, cache_dir=args.cache_dir,
-                           progress=not args.no_progress)
+def load_from_flags(args: argparse.Namespace, *, record: bool = True) -> Loaded:
+    """:func:`checks.load_checkpoint` with the shared flags of :func:`add_common_flags`.
+
+    With ``record`` (what ``checks.all`` gets, which writes checks.json into the run folder), a NIR file's run
+    folder ``NAME.sast`` is made a run folder first: config.json with the source, the model and the data
+    settings (:func:`sast.model_file.record_source`). A single check writes only its ``--json``, and passes
+    ``record=False``.
+    """
+    loaded = load_checkpoint(args.model, split=args.split, batch=args.batch, seed=args.seed, device=args.device,
+                             dtype=args.dtype, data=args.data, root=args.root, cache_dir=args.cache_dir,
+                             progress=not args.no_progress, **model_file.model_flags(args))
+    if record and loaded.source is not None:
+        model_file.record_source(loaded.run_dir, loaded.source, loaded.model.config.to_dict(),
+                                 model_file.data_settings(loaded.config), device=str(loaded.device))
+    return loaded
 
 
 def _slack(bound: float | None, estimate: float | None) -> str:
@@ -143,7 +160,7 @@ def run_cli(
     if add_flags:
         add_flags(p)
     args = p.parse_args(argv)
-    loaded = load_from_flags(args)
+    loaded = load_from_flags(args, record=False)
     if args.json:
         check_writable(args.json)
     kwargs = options(args, loaded) if options else {}

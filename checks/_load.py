@@ -1,9 +1,12 @@
-"""A checkpoint and its probe set, ready for the checks: :func:`load_checkpoint`.
+"""A checkpoint (or NIR file) and its probe set, ready for the checks: :func:`load_checkpoint`.
 
 The one way the check command lines (``python -m checks.NAME``, ``python -m checks.all``)
-and ``checks.convergence`` load a checkpoint. The checkpoint's ``train_config`` names the
+and ``checks.convergence`` load a model. The checkpoint's ``train_config`` names the
 data set and its binning, so the path alone is enough: the probe set is ``batch``
-samples of ``split`` drawn by ``seed`` (:func:`probe_from_split`).
+samples of ``split`` drawn by ``seed`` (:func:`probe_from_split`). A NIR file of another
+library's network loads through the same function with the settings NIR cannot carry
+(``dt``, ``reset``, ``data``; ``beta`` and ``T`` have defaults): :mod:`sast.model_file`,
+the loader that ``sast.evaluate`` shares.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from checks._common import CheckInputError
-from sast import checkpoint
+from sast import model_file
 
 if TYPE_CHECKING:
     from sast.model import SNN
@@ -31,6 +34,8 @@ _NO_DATA = ("the checkpoint {path} does not say which data set it was trained on
             "pass data=NAME (--data NAME)")
 _SHAPE_MISMATCH = ("data set {name!r} has input shape {got}, the model expects {want}; "
                    "pass the data set it was trained on")
+_TOO_FEW_CLASSES = ("data set {name!r} has label {label}, the model has {classes} outputs; "
+                    "pass the data set it was trained on")
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,10 @@ class Loaded:
     dict; ``probe`` the (x, y) probe set on ``device`` (x in ``dtype``); ``run_dir`` the
     checkpoint's folder (a run folder when sast.train wrote it); ``config`` the run's
     ``sast.train.TrainConfig`` as the probe was drawn with it (None where a caller built
-    the record without one).
+    the record without one); ``source`` where the model came from (``sast.model_file``:
+    kind, library, path, sha256), None where a caller built the record without one. For a
+    NIR file ``ckpt`` is a plain-data stand-in (``config``, ``train_config`` with the data
+    settings only, ``source``) and ``run_dir`` the folder ``NAME.sast`` beside ``NAME.nir``.
     """
 
     model: "SNN"
@@ -51,6 +59,7 @@ class Loaded:
     device: torch.device
     dtype: torch.dtype
     config: "TrainConfig | None" = None
+    source: dict[str, Any] | None = None
 
 
 def probe_from_split(frames: torch.Tensor, labels: torch.Tensor, batch: int, seed: int):
@@ -125,8 +134,12 @@ def load_checkpoint(
     root: str | None = None,
     cache_dir: str | None = None,
     progress: bool = False,
+    dt: float | None = None,
+    reset: str | None = None,
+    beta: float | None = None,
+    T: int | None = None,
 ) -> Loaded:
-    """The model of the checkpoint at ``path`` and a fixed probe set from its data, ready for the checks.
+    """The model of the checkpoint or NIR file at ``path`` and a fixed probe set from its data, ready for the checks.
 
     The probe is ``batch`` samples of ``split`` ("train": the training split less the
     validation part, "val", or "test") of the data set the run was trained on (or
@@ -134,10 +147,14 @@ def load_checkpoint(
     it, drawn without replacement by ``seed``. The model is in eval mode, on ``device``,
     in ``dtype`` ("float32" or "float64"); x is in ``dtype`` too.
 
+    A NIR file (``.nir``, or HDF5) needs ``dt``, ``reset`` and ``data``; ``beta`` and ``T``
+    default as :mod:`sast.model_file` says; a model whose input is flat takes the frames
+    flattened (:func:`sast.model_file.fit_frames`).
+
     Raises CheckInputError (a ValueError, one line) for a bad split, dtype or device, a
     checkpoint that names no data set, or a data set whose input shape does not fit the
-    model; ``sast.checkpoint.CheckpointError`` (also a ValueError) for a missing or
-    unreadable checkpoint.
+    model; ``sast.checkpoint.CheckpointError`` or ``sast.interop.NIRImportError`` (also
+    ValueErrors, naming the file) for a missing or unreadable checkpoint or NIR file.
     """
     from sast.train.splits import SPLITS, load_split
 
@@ -145,15 +162,20 @@ def load_checkpoint(
         raise CheckInputError(_BAD_SPLIT.format(allowed=", ".join(SPLITS), got=split))
     torch_dtype = resolve_dtype(dtype)
     torch_device = resolve_device(device)
-    model, ckpt = checkpoint.load(path)
+    loaded = model_file.load_model(path, dt=dt, reset=reset, beta=beta, T=T, data=data)
+    model, ckpt = loaded.model, loaded.ckpt
     config = checkpoint_config(ckpt, path, data=data, root=root, cache_dir=cache_dir)
     part = load_split(config, split, progress=progress)
     frames, labels = part.frames, part.labels
-    got, want = tuple(frames.shape[2:]), tuple(model.config.input_shape)
-    if got != want:
-        raise CheckInputError(_SHAPE_MISMATCH.format(name=config.data, got=got, want=want))
-    x, y = probe_from_split(frames, labels, batch, seed)
+    fitted = model_file.fit_frames(frames, model.config.input_shape)
+    if fitted is None:
+        raise CheckInputError(_SHAPE_MISMATCH.format(name=config.data, got=tuple(frames.shape[2:]),
+                                                     want=tuple(model.config.input_shape)))
+    if len(labels) and int(labels.max()) >= model.config.num_classes:
+        raise CheckInputError(_TOO_FEW_CLASSES.format(name=config.data, label=int(labels.max()),
+                                                      classes=model.config.num_classes))
+    x, y = probe_from_split(fitted, labels, batch, seed)
     model = model.to(device=torch_device, dtype=torch_dtype).eval()
-    return Loaded(model, ckpt, (x.to(torch_device, torch_dtype), y.to(torch_device)), Path(path).parent,
-                  torch_device, torch_dtype, config)
+    return Loaded(model, ckpt, (x.to(torch_device, torch_dtype), y.to(torch_device)), loaded.run_dir,
+                  torch_device, torch_dtype, config, loaded.source)
 

@@ -52,6 +52,7 @@ from reports.runs import (  # re-exported: importers have always found these her
     statement_sort_key,
 )
 from reports.views import (
+    ATTRIBUTION_HEADERS,
     ComparisonView,
     FigureView,
     RunView,
@@ -129,6 +130,7 @@ def render_report(runs: Sequence[Run]) -> str:
         runs=views,
         violations=all_violations,
         comparison=comparison(runs),
+        attribution_headers=ATTRIBUTION_HEADERS,
         figure_css=figures.FIGURE_CSS,
     )
 

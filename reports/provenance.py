@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from reports import _format as fmt
-from reports.runs import Run
+from reports.runs import SOURCE_KEY, SOURCE_NIR, Run
 
 _PACKAGES = ("sast", "checks", "reports", "theory")
 """The toolkit's top-level packages: a recorded script path inside one becomes ``python -m``."""
@@ -21,7 +21,10 @@ _PACKAGES = ("sast", "checks", "reports", "theory")
 _ENVIRONMENT_ORDER = ("python", "torch", "numpy", "platform", "torch_threads", "cuda", "git_commit")
 _KEY_TRAIN_FIELDS = ("data", "method", "rho", "sam_batch", "optimizer", "lr", "batch_size", "epochs", "seed")
 _SUMMARY_FIELDS = ("method", "data", "rho", "optimizer", "epochs", "seed")
-_OWN_SECTIONS = ("train", "model", "environment", "device")
+_SOURCE_ORDER = ("library", "path", "sha256", "bytes", "kind", "dt", "reset", "beta", "beta_from", "T", "T_from",
+                 "data")
+"""The model source's fields in the order the report lists them (``sast.model_file`` writes them)."""
+_OWN_SECTIONS = ("train", "model", "environment", "device", SOURCE_KEY, "data")
 """config.json keys shown elsewhere; the rest go to the "other" section."""
 
 
@@ -75,15 +78,39 @@ def environment_pairs(run: Run) -> list[tuple[str, str]]:
 
 
 def key_config(run: Run) -> list[tuple[str, str]]:
-    """The training settings a reader compares first (data, method, rho, base step, ...), those recorded."""
+    """The training settings a reader compares first (data, method, rho, base step, ...), those recorded; for a
+    NIR file's run folder, which has no training settings, its data settings."""
     train = run.train_config
+    if not train:
+        return config_pairs(run.data_settings)
     return config_pairs({k: train[k] for k in _KEY_TRAIN_FIELDS if k in train}, _KEY_TRAIN_FIELDS)
 
 
+def source_pairs(run: Run) -> list[tuple[str, str]]:
+    """Where the model came from (library or "sast-toolkit checkpoint", path, sha256, a NIR file's settings)."""
+    source = run.source()
+    if not source:
+        return []
+    pairs = config_pairs({k: v for k, v in source.items() if k != "recorded"}, _SOURCE_ORDER)
+    if not source.get("recorded"):
+        pairs.append(("recorded", "no: the run folder's ckpt.pt, hashed when this report was built"))
+    return pairs
+
+
+def source_line(run: Run) -> str:
+    """One line naming the model's source: library, file, the start of its sha256."""
+    source = run.source()
+    if not source:
+        return "model source not recorded"
+    digest = source.get("sha256")
+    sha = f", sha256 {digest[:16]}…" if isinstance(digest, str) and digest else ""
+    return f"{fmt.plain(source.get('library', 'unknown library'))}: {fmt.plain(source.get('path', '?'))}{sha}"
+
+
 def config_sections(run: Run) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The whole configuration as named sections: "train", "model", then "other" (any further keys)."""
-    sections = [(name, config_pairs(sec)) for name, sec in (("train", run.train_config), ("model", run.model_config))
-                if sec]
+    """The whole configuration as named sections: "train", "model", "data" (a NIR file's), then "other"."""
+    sections = [(name, config_pairs(sec)) for name, sec in (("train", run.train_config), ("model", run.model_config),
+                                                            ("data", run.data_settings)) if sec]
     other = {k: v for k, v in run.config.items() if k not in _OWN_SECTIONS}
     if other:
         sections.append(("other", config_pairs(other)))
@@ -92,8 +119,10 @@ def config_sections(run: Run) -> list[tuple[str, list[tuple[str, str]]]]:
 
 def run_summary(run: Run) -> str:
     """One line: method, data, rho, base step, epochs, seed, device."""
-    t = run.train_config
+    t = run.train_config or run.data_settings
     parts = [f"{k} {fmt.plain(t[k])}" for k in _SUMMARY_FIELDS if k in t]
+    if run.source_kind == SOURCE_NIR:
+        parts.insert(0, "a NIR file's network")
     if run.device:
         parts.append(f"device {run.device}")
     return ", ".join(parts) if parts else "configuration not recorded"

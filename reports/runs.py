@@ -3,7 +3,10 @@
 A run folder ``runs/NAME/`` holds ``config.json``, ``metrics.jsonl`` (one JSON
 object a line, ``{"kind": "train"|"eval"|"check"|"probe"|"error", "step", ...}``),
 ``checks.json`` (a list of CheckResult dicts) and, optionally,
-``evaluation.json`` (from ``python -m sast.evaluate``). Every field may be
+``evaluation.json`` (from ``python -m sast.evaluate``). A NIR file's run folder
+(``NAME.sast``, written by ``checks.all`` and ``sast.evaluate`` on ``NAME.nir``) has a
+config.json with the model's ``source`` and its ``data`` settings, and no metrics.jsonl.
+Every field may be
 absent in an older or partial run; :func:`load_run` never raises for that: it
 records what is missing or malformed in :attr:`Run.problems`, and the report
 says "not measured". Only a folder that is not a run folder at all (neither
@@ -20,6 +23,7 @@ so a report can be built on a machine without the model stack.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,12 +33,17 @@ from typing import Any
 import runfolder
 from runfolder import (
     ASSUMPTION_FAILS,
+    CHECKPOINT_FILE,
+    CHECKPOINT_LIBRARY,
     CHECKS_FILE,
     CONFIG_FILE,
     EVALUATION_FILE,
     HOLDS,
     METRICS_FILE,
     NOT_APPLICABLE,
+    SOURCE_CHECKPOINT,
+    SOURCE_KEY,
+    SOURCE_NIR,
     STATEMENT_NAMES,
     STATUSES,
     VERDICT_IDS,
@@ -303,6 +312,49 @@ class Run:
                 return value
         return None
 
+    @property
+    def data_settings(self) -> dict[str, Any]:
+        """config.json's "data" section ({} when absent): what a NIR file's frames were binned with."""
+        section = self.config.get("data")
+        return section if isinstance(section, dict) else {}
+
+    @property
+    def data_name(self) -> str | None:
+        """The data set: the train config's, else the data section's (a NIR file's run folder)."""
+        for value in (self.train_config.get("data"), self.data_settings.get("data")):
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    # --- where the model came from -------------------------------------------------------
+    @property
+    def source_kind(self) -> str | None:
+        """"nir" or "checkpoint" as config.json's source records it (None where it records none)."""
+        source = self.config.get(SOURCE_KEY)
+        kind = source.get("kind") if isinstance(source, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    def source(self) -> dict[str, Any]:
+        """The model file the results came from: library (or "sast-toolkit checkpoint"), path, sha256.
+
+        evaluation.json's ``source`` first (what ``sast.evaluate`` loaded), then config.json's (a NIR file's
+        run folder), then the folder's own ckpt.pt hashed now (``"recorded": False``: a run folder of
+        ``sast.train`` whose evaluation did not record it); {} where there is none of these.
+        """
+        for record in (self.evaluation, self.config):
+            source = record.get(SOURCE_KEY) if isinstance(record, dict) else None
+            if isinstance(source, dict) and source:
+                return {**source, "recorded": True}
+        ckpt = self.path / CHECKPOINT_FILE
+        if ckpt.is_file():
+            try:
+                digest = _sha256(ckpt)
+            except OSError:
+                digest = None
+            return {"kind": SOURCE_CHECKPOINT, "library": CHECKPOINT_LIBRARY, "path": str(ckpt), "sha256": digest,
+                    "recorded": False}
+        return {}
+
     # --- checks --------------------------------------------------------------------------
     def final_checks(self) -> dict[str, Check]:
         """The latest result per statement ID: checks.json, else the last live-monitor record."""
@@ -348,6 +400,15 @@ class Run:
                     gap = smooth - hard
                 return smooth, hard, gap, source
         return None, None, None, NOT_MEASURED
+
+
+def _sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_json(path: Path, problems: list[str]) -> Any:
@@ -398,6 +459,9 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     metrics_path = path / METRICS_FILE
     if metrics_path.is_file():
         _read_metrics(metrics_path, run)
+    elif run.source_kind == SOURCE_NIR:  # trained elsewhere: no log to miss
+        run.notes.append(f"The model is a NIR file, trained outside this folder: no {METRICS_FILE} (no training "
+                         "curves, live checks or T6 from this toolkit).")
     else:
         run.problems.append(f"{METRICS_FILE} is missing: no training curves or live checks.")
 

@@ -107,6 +107,10 @@ class RunView:
     training: Section
     errors: list[str]
     transfer: list[TableRow]
+    attribution: Section
+    attribution_rows: list[TableRow]
+    source: str
+    source_pairs: list[tuple[str, str]]
     command: str
     environment: list[tuple[str, str]]
     key_config: list[tuple[str, str]]
@@ -478,6 +482,43 @@ def transfer_rows(run: Run) -> list[TableRow]:
     return rows
 
 
+ATTRIBUTION_HEADERS = ("hard in this layer only", "drop", "smooth in this layer only", "recovered",
+                       "soft band, smooth", "soft band, hard", "mean |β(u − θ)|, smooth", "mean |β(u − θ)|, hard")
+"""Columns of the per-layer attribution table (evaluation.json's ``attribution`` and ``margins``)."""
+
+
+def attribution_table(run: Run) -> tuple[Section, list[TableRow]]:
+    """The transfer gap per spiking layer from evaluation.json: hard spikes in one layer only (the rest smooth),
+    smooth in one layer only (the rest hard), and that layer's margins in both modes (``sast.gap``)."""
+    ev = run.evaluation or {}
+    att = ev.get("attribution")
+    layers = att.get("layers") if isinstance(att, dict) else None
+    if not isinstance(layers, list) or not layers:
+        return Section(empty="Per-layer attribution not measured (evaluation.json has no attribution: run "
+                             "python -m sast.evaluate on the model)."), []
+    margins = ev.get("margins") if isinstance(ev.get("margins"), dict) else {}
+
+    def margin(mode: str, key: str, i: int) -> float | None:
+        rec = margins.get(mode)
+        values = numbers(rec.get(key)) if isinstance(rec, dict) else []
+        return values[i] if i < len(values) else None
+
+    rows = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            continue
+        rows.append(TableRow(f"layer {fmt.plain(layer.get('layer', i + 1))}", [
+            fmt.pct(number(layer.get("hard_only_acc"))), fmt.points(number(layer.get("drop"))),
+            fmt.pct(number(layer.get("smooth_only_acc"))), fmt.points(number(layer.get("recovered"))),
+            fmt.pct(margin("smooth", "soft_band_fraction", i)), fmt.pct(margin("hard", "soft_band_fraction", i)),
+            fmt.num(margin("smooth", "mean_abs_margin", i)), fmt.num(margin("hard", "mean_abs_margin", i))]))
+    line = (f"All smooth {fmt.pct(number(att.get('smooth_acc')))}, all hard {fmt.pct(number(att.get('hard_acc')))} "
+            f"(gap {fmt.points(number(att.get('gap')))}). Drop: smooth accuracy minus accuracy with hard spikes in "
+            "that layer only; recovered: accuracy with smooth spikes in that layer only minus hard accuracy. The "
+            "layer that carries the gap has a large drop and a large recovery. Soft band: |β(u − θ)| < 4.")
+    return Section(lines=[line]), rows
+
+
 def _monitor_section(run: Run, key: str) -> Section:
     """The live monitor's section (:mod:`reports.monitor_views`: statements over training, changes, cost, errors)."""
     figs, lines, empty = monitor_views.monitor_section(run, key)
@@ -488,6 +529,7 @@ def run_view(run: Run, index: int) -> RunView:
     """The view of one run (``index`` makes its anchors and figure ids unique on the page)."""
     key = run_anchor(index)
     found = violations(run)
+    attribution = attribution_table(run)
     return RunView(
         anchor=key,
         name=run.name,
@@ -506,6 +548,10 @@ def run_view(run: Run, index: int) -> RunView:
         training=training_section(run, key),
         errors=[f"step {fmt.plain(e.get('step'))}: {fmt.plain(e.get('error', 'error'))}" for e in run.errors],
         transfer=transfer_rows(run),
+        attribution=attribution[0],
+        attribution_rows=attribution[1],
+        source=provenance.source_line(run),
+        source_pairs=provenance.source_pairs(run),
         command=provenance.reproduce_command(run),
         environment=provenance.environment_pairs(run),
         key_config=provenance.key_config(run),
@@ -530,7 +576,9 @@ def comparison(runs: Sequence[Run]) -> ComparisonView | None:
                               ("base step", "optimizer"), ("learning rate", "lr"),
                               ("epochs", "epochs"), ("seed", "seed")):
         rows.append(TableRow(label, [fmt.plain(r.train_config[field_name]) if field_name in r.train_config
+                                     else (r.data_name or NOT_MEASURED) if field_name == "data"
                                      else NOT_MEASURED for r in runs]))
+    rows.append(TableRow("model source", [provenance.source_line(r) for r in runs]))
     rows.append(TableRow("device", [r.device or NOT_MEASURED for r in runs]))
     rows.append(TableRow("smooth test accuracy", [fmt.pct(f[0]) for f in finals]))
     rows.append(TableRow("hard test accuracy", [fmt.pct(f[1]) for f in finals]))

@@ -9,6 +9,7 @@ those three must agree on, and nothing else:
 - the statement IDs of THEORY.md in their order, with one readable name each;
 - the status words of a check and the one rule that derives them (:func:`derive_status`);
 - the schema version of a check record;
+- the model's source (:data:`SOURCE_KEY`) and a NIR file's run folder (:data:`NIR_RUN_DIR_SUFFIX`);
 - conversion to plain JSON (:func:`plain`), atomic writing (:func:`atomic_write_text`,
   :func:`atomic_write_bytes`, :func:`write_json`) and lenient reading
   (:func:`read_json`, :func:`read_jsonl`, :func:`read_jsonl_lines`);
@@ -58,6 +59,23 @@ epochs (``--resume --epochs N``)."""
 
 SCHEMA_VERSION = 1
 """Version of the check-record layout (CheckResult); bump it when a field changes meaning or name."""
+
+# ----------------------------------------------------------------------------- the model's source
+
+SOURCE_KEY = "source"
+"""Where a model came from, as ``{"kind", "library", "path", "sha256", "bytes", ...}``: in evaluation.json
+(``python -m sast.evaluate``, any model) and in the config.json of a NIR file's run folder (with the settings NIR
+cannot carry: ``dt``, ``reset``, ``beta``, ``T``, where each came from, and ``data``). Added beside the
+existing fields: a reader of an older folder finds none."""
+SOURCE_CHECKPOINT = "checkpoint"
+SOURCE_NIR = "nir"
+SOURCE_KINDS: tuple[str, ...] = (SOURCE_CHECKPOINT, SOURCE_NIR)
+"""``source["kind"]``: this toolkit's checkpoint, or a NIR file of any library's network."""
+CHECKPOINT_LIBRARY = "sast-toolkit checkpoint"
+"""``source["library"]`` of a checkpoint (a NIR file's names its writer where the file says it)."""
+NIR_RUN_DIR_SUFFIX = ".sast"
+"""A NIR file has no run folder; the commands write ``NAME.sast/`` beside ``NAME.nir``: config.json (the source,
+the model, the data settings; no training log), checks.json, evaluation.json."""
 
 # ----------------------------------------------------------------------------- statements
 
@@ -321,11 +339,13 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 
 
 __all__ = [
-    "ASSUMPTION_FAILS", "BEST_FILE", "CHECKPOINT_FILE", "CHECKS_FILE", "CONFIG_FILE", "EVALUATION_FILE", "HOLDS",
+    "ASSUMPTION_FAILS", "BEST_FILE", "CHECKPOINT_FILE", "CHECKPOINT_LIBRARY", "CHECKS_FILE", "CONFIG_FILE",
+    "EVALUATION_FILE", "HOLDS",
     "EXIT_BAD_INPUT", "EXIT_CODES_EPILOG", "EXIT_DIVERGED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK",
     "EXIT_VIOLATED", "INPUT_ERRORS", "check_writable", "describe", "guard",
     "JsonLines", "LOCK_FILE", "METRICS_FILE", "NOT_APPLICABLE", "RECORD_KINDS", "REPORT_FILE", "RUN_FILES",
-    "SCHEMA_VERSION", "STATEMENT_IDS", "STATEMENT_NAMES", "STATUSES", "VERDICT_IDS", "VIOLATED", "Verdict",
+    "NIR_RUN_DIR_SUFFIX", "SCHEMA_VERSION", "SOURCE_CHECKPOINT", "SOURCE_KEY", "SOURCE_KINDS", "SOURCE_NIR",
+    "STATEMENT_IDS", "STATEMENT_NAMES", "STATUSES", "VERDICT_IDS", "VIOLATED", "Verdict",
     "atomic_write_bytes", "atomic_write_text",
     "derive_status", "dumps", "file_mode", "plain", "read_json", "read_jsonl", "read_jsonl_lines",
     "statement_sort_key", "status_from_holds", "temp_files", "write_json",

@@ -17,6 +17,8 @@ model trained with sigmoid spikes runs with Heaviside spikes; these say where an
   (:data:`MARGIN_EDGES`), and the fraction inside the soft band |m| < 4 (where
   sig_beta(m / beta) lies in (0.018, 0.982), so sigmoid and Heaviside spikes differ by
   more than 1.8%; the same band as E1's soft-band fraction, |u - theta| < 4 / beta).
+  :func:`attribution_and_margins` gives both, in both modes, for one model: what ``sast.evaluate``
+  and the sweeps report.
 - **Mechanism per sample** (:func:`input_gradient_norms`): ||grad_x l|| in smooth mode
   for every sample, to set against that sample's logit discrepancy ||z_hard - z_smooth||
   (THEORY.md T7: controlling parameter gradients bounds input gradients; the paper's
@@ -138,6 +140,17 @@ def margins(model: SNN, frames: torch.Tensor, mode: str = "smooth", device="cpu"
     return {"mode": mode, "edges": list(MARGIN_EDGES), "counts": hists,
             "soft_band_fraction": [b / t if t else None for b, t in zip(band, total)],
             "mean_abs_margin": [a / t if t else None for a, t in zip(abs_sum, total)], "n_values": total}
+
+
+def attribution_and_margins(model: SNN, frames: torch.Tensor, labels: torch.Tensor, device="cpu") -> dict[str, Any]:
+    """The transfer gap taken apart on one model: per-layer attribution and the margins in both modes.
+
+    ``{"attribution": layer_attribution(...), "margins": {"smooth": margins(...), "hard": margins(...)}}``:
+    what ``python -m sast.evaluate`` reports for any model (a checkpoint or a NIR file), and the sweeps'
+    evaluation for every run (``apps.experiments.evaluation``), under the same keys.
+    """
+    return {"attribution": layer_attribution(model, frames, labels, device=device),
+            "margins": {mode: margins(model, frames, mode, device=device) for mode in ("smooth", "hard")}}
 
 
 def input_gradient_norms(model: SNN, frames: torch.Tensor, labels: torch.Tensor, device="cpu") -> list[float]:

@@ -113,8 +113,7 @@ def evaluate_run(run_dir: Path, cfg: TrainConfig, *, suite: dict | None, device:
         for mode in ("smooth", "hard"):
             accs = [a for per in corr.get(mode, {}).values() for a in per]
             res[f"corruption_mean_{mode}"] = sum(accs) / len(accs) if accs else None
-    res["attribution"] = gap.layer_attribution(model, test.frames, test.labels, device=device)
-    res["margins"] = {mode: gap.margins(model, test.frames, mode, device=device) for mode in ("smooth", "hard")}
+    res.update(gap.attribution_and_margins(model, test.frames, test.labels, device=device))
     band = [v for v in res["margins"]["smooth"]["soft_band_fraction"] if v is not None]
     res["soft_band_mean"] = statistics.fmean(band) if band else None
     mech = gap.mechanism_samples(model, test.frames, test.labels, device=device)

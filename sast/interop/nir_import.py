@@ -293,13 +293,35 @@ def _state_dict(plan: _Plan) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_own_metadata(graph: Any, reset: str, where: str) -> None:
-    """Refuse a reset that contradicts the one this toolkit's ``to_nir`` recorded (NIR's LIF cannot say it)."""
+def read_graph(source: str | Path | Any) -> Any:
+    """The ``nir.NIRGraph`` of a ``.nir`` file (a graph passes through), read as :func:`from_nir` reads it.
+
+    A file that is missing, not HDF5, truncated, or holds a node type nir does not know is refused with one
+    :class:`NIRImportError` line naming the file. The graph is not checked further: :func:`from_nir` does that.
+    """
+    return _graph.load(source)[0]
+
+
+def sast_metadata(graph: Any) -> dict[str, Any]:
+    """What :func:`sast.interop.to_nir` recorded under the graph's ``metadata["sast"]`` (T, dt, reset, lam,
+    theta, beta, the decoding), as plain Python values; ``{}`` for a graph another library wrote."""
     meta = getattr(graph, "metadata", None)
     own = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
-    recorded = own.get("reset") if isinstance(own, dict) else None
-    if isinstance(recorded, bytes):
-        recorded = recorded.decode()
+    if not isinstance(own, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in own.items():
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[str(key)] = value
+    return out
+
+
+def _check_own_metadata(graph: Any, reset: str, where: str) -> None:
+    """Refuse a reset that contradicts the one this toolkit's ``to_nir`` recorded (NIR's LIF cannot say it)."""
+    recorded = sast_metadata(graph).get("reset")
     if recorded is not None and recorded != reset:
         raise NIRImportError(f"{where}the graph's metadata says it was written with reset {recorded!r}, "
                              f"but reset={reset!r} was asked; pass reset={recorded!r}")
