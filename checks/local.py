@@ -104,8 +104,12 @@ def _plan_inputs(model: SNN, x: torch.Tensor, spikes: list[torch.Tensor]) -> tup
     return inputs, a.flatten(2)
 
 
-def logit_jacobian_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
+def logit_jacobian_grams(model: SNN, x: torch.Tensor, *, budget: int | None = None) -> np.ndarray:
     """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dw over every trainable parameter (smooth mode).
+
+    The probe runs in chunks of samples whose output gradients, patches and graph fit ``budget``
+    bytes (default :data:`GRAM_CHUNK_BYTES`; :func:`_logit_chunk`): samples do not interact, so the
+    result does not depend on the chunking (tested). How each chunk's Grams are formed:
 
     No Jacobian is formed: C backward passes (one per class k, of sum_i z_{ik}) give each
     sample's output gradients delta^k_{i,t} = dz_{ik}/dI_{i,t} at every layer's currents
@@ -115,6 +119,25 @@ def logit_jacobian_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
     sum_{t,p} delta_{t,p} patch_{t,p}^T (C_out x C_in k^2) are formed; the readout adds
     (||mean_t s_t||^2 + 1) I. Tested against ``torch.func.jacrev``.
     """
+    per = _logit_chunk(model, x, GRAM_CHUNK_BYTES if budget is None else budget)
+    return np.concatenate([_logit_grams(model, x[i:i + per]) for i in range(0, len(x), per)])
+
+
+def _logit_chunk(model: SNN, x: torch.Tensor, budget: int) -> int:
+    """Samples a chunk of :func:`logit_jacobian_grams` holds within ``budget`` bytes: its C output gradients of
+    every layer (float32 and their float64 stack), each conv layer's patches (float64) and the graph (roughly
+    four numbers per state, input and spike of every layer and step); at least one."""
+    cfg, C = model.config, model.readout.weight.shape[0]
+    T = cfg.T
+    widths = sum(spec.width for spec in model.spiking_specs)
+    patches = sum(model.layers[s.index].weight[0].numel() * (s.width // s.out_shape[0])
+                  for s in model.spiking_specs if s.kind == "conv")
+    per_sample = 12 * C * T * widths + 8 * T * patches + 16 * (T * widths + x[0].numel())
+    return max(1, budget // max(per_sample, 1))
+
+
+def _logit_grams(model: SNN, x: torch.Tensor) -> np.ndarray:
+    """:func:`logit_jacobian_grams` of one chunk of samples."""
     specs = model.spiking_specs
     store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     modules = [model.layers[s.index] for s in specs] + [model.readout]

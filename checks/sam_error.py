@@ -276,8 +276,9 @@ def run(model: SNN, probe: tuple[Tensor, Tensor], *, seed: int = 0, progress: bo
         lanczos = curvature_of(t4_result, seed=seed, tol=tol, max_iter=max_iter, n_probe=len(x))
         source = "T4's record" if lanczos is not None else "own Lanczos run"
         if lanczos is None:
-            lanczos, _op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed,
-                                           hvp_method=hvp_method, check_deterministic=check_deterministic)
+            lanczos, op = local_curvature(model, probe, tol=tol, max_iter=max_iter, seed=seed,
+                                          hvp_method=hvp_method, check_deterministic=check_deterministic)
+            op.release_graph()  # no more products: the budget below should not carry its memory
             n_hvp = lanczos.n_products
         L_local = max(abs(lanczos.lambda_min), abs(lanczos.lambda_max))
     b, b_local = _bounds_for(L, rho), _bounds_for(L_local, rho)

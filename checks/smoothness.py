@@ -142,6 +142,8 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
             details["certificate_source"] = "a run of its own on H^2 (start from seed + 1)"
         details["certificate"] = dataclasses.asdict(cert)
     details["min_iter"] = min_iter
+    if curvature is None:  # no more products here: the kept graph would only add to the budget's peak memory
+        op.release_graph()
     loc = (_budgets.t4(model, probe, c, rec, estimate, certificate=cert) if local
            else _budgets.not_computed("not requested (local=False)"))
     details["local"] = loc.details

@@ -145,6 +145,10 @@ class HessianOperator:
         """P, the number of trainable parameters."""
         return self._layout.dim
 
+    def release_graph(self) -> None:
+        """Free the graph that double-backward products keep (a later product builds it again)."""
+        self._graph = None
+
     def loss_and_gradient(self) -> tuple[Tensor, Tensor]:
         """F(w) and grad F(w), recomputed from scratch (a fresh forward and backward pass)."""
         with torch.enable_grad():
@@ -205,12 +209,16 @@ class HessianOperator:
 
         Each method gets up to CALIBRATION_PRODUCTS timed products, the minimum counting; a method
         whose first product already takes twice the best time so far cannot win and is not
-        timed again (forward-over-reverse can cost several times double backward on a CPU).
+        timed again (forward-over-reverse can cost several times double backward on a CPU). The kept
+        double-backward graph is freed before the other method runs, so that calibration never holds
+        both methods' memory at once; where double backward wins, its next product builds it again.
         """
         v = self._random_vector(seed)
         self._apply(v, "double-backward")  # builds the kept graph (a one-off cost, not a product's)
         self.overhead_products += 1
         for method in ("double-backward", "forward-over-reverse"):
+            if method != "double-backward":
+                self.release_graph()  # never both at once: the peak memory is one method's (rebuilt if it wins)
             times: list[float] = []
             for _ in range(CALIBRATION_PRODUCTS):
                 self._synchronize()

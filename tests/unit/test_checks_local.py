@@ -225,3 +225,12 @@ def test_time_sum_row_by_row_equals_the_transition_blocks(seed: int) -> None:
     g = np.random.default_rng(seed).random((3, 7, 11)) * 1.3  # some |g'| above 1, as early in training
     M = _transition_blocks(g, 11, 7)
     assert _time_sum(g) == pytest.approx(M.max(axis=1).sum(axis=2).max(axis=1), rel=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_logit_jacobian_grams_do_not_depend_on_the_chunking(kind: str) -> None:
+    model = _net(kind)
+    x, _ = _probe(kind, n=5)
+    whole = logit_jacobian_grams(model, x, budget=2**40)
+    assert logit_jacobian_grams(model, x, budget=1) == pytest.approx(whole, rel=1e-12, abs=1e-14)
+    assert whole.shape == (5, 3, 3)
