@@ -26,6 +26,7 @@ from checks._load import (DEFAULT_PROBE, DTYPES, Loaded, load_checkpoint,  # noq
                           probe_from_split)
 from checks._result import CheckResult
 from runfolder import EXIT_CODES_EPILOG, INPUT_ERRORS, check_writable, guard  # noqa: F401 (INPUT_ERRORS as before)
+from checks import _memory
 from sast import model_file
 
 
@@ -45,7 +46,17 @@ def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) 
     p.add_argument("--cache-dir", default=None, help="frame cache folder")
     p.add_argument("--json", default=None, help="also write the result(s) as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory the checks may use, e.g. 4G or 512M (default: half of this machine's, "
+                        f"{_memory.format_size(_memory.default_max_memory())}): their per-sample work runs in "
+                        f"chunks of at most 1/{_memory.CHUNK_SHARE} of it, and T4 and T5 refuse in one line (exit 2) a probe "
+                        "whose Hessian-product graph would not fit (an estimate), naming the --batch that does")
     model_file.add_model_flags(p)
+
+
+def max_memory(args: argparse.Namespace) -> int:
+    """``--max-memory`` in bytes (its default where not given)."""
+    return _memory.default_max_memory() if args.max_memory is None else _memory.parse_size(args.max_memory)
 
 
 def load_from_flags(args: argparse.Namespace, *, record: bool = True) -> Loaded:
@@ -160,12 +171,16 @@ def run_cli(
     if add_flags:
         add_flags(p)
     args = p.parse_args(argv)
+    budget = max_memory(args)
     loaded = load_from_flags(args, record=False)
     if args.json:
         check_writable(args.json)
+    if run.__module__.rsplit(".", 1)[-1] in _memory.CURVATURE_CHECKS:
+        _memory.check_fits(loaded.model, len(loaded.probe[1]), budget, prog)
     kwargs = options(args, loaded) if options else {}
     t0 = time.perf_counter()
-    result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
+    with _memory.memory_budget(budget):
+        result = run(loaded.model, loaded.probe, seed=args.seed, progress=not args.no_progress, **kwargs)
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     print(f"{args.model}: {len(loaded.probe[1])} probe samples, {args.dtype}, {args.device}, "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)

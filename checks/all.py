@@ -21,13 +21,13 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from checks._cli import add_common_flags, exit_code, format_results, load_from_flags, write_results
+from checks._cli import add_common_flags, exit_code, format_results, load_from_flags, max_memory, write_results
 from checks._budgets import add_local_flag
 from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
 from checks.constants import model_constants
-from checks import smoothness
+from checks import _memory, smoothness
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
@@ -120,13 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bad input, bad output paths included (checked before any check runs), is the boundary's: one line, exit 2
     only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
     names = [n for n in (only or CHECKS) if n not in skip]
+    budget = max_memory(args)
     loaded = load_from_flags(args)
+    if any(n in _memory.CURVATURE_CHECKS for n in names):  # before any check runs: one line, not a kill for memory
+        _memory.check_fits(loaded.model, len(loaded.probe[1]), budget, "python -m checks.all")
     out = check_writable(Path(args.out) if args.out else loaded.run_dir / CHECKS_FILE)
     if args.json:
         check_writable(args.json)
     certificate = smoothness.certificate_options(args)
-    results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress, local=args.local,
-                      certificate=certificate)
+    with _memory.memory_budget(budget):
+        results = run_all(loaded, names, seed=args.seed, progress=not args.no_progress, local=args.local,
+                          certificate=certificate)
     print(format_results(results))
     write_results(out, results)
     if args.json:

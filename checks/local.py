@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from checks._memory import chunk_budget
 from checks.constants import folded_dense_matrix
 from sast.geometry import consumer, pools_before
 from sast.model import SNN
@@ -108,7 +109,7 @@ def logit_jacobian_grams(model: SNN, x: torch.Tensor, *, budget: int | None = No
     """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dw over every trainable parameter (smooth mode).
 
     The probe runs in chunks of samples whose output gradients, patches and graph fit ``budget``
-    bytes (default :data:`GRAM_CHUNK_BYTES`; :func:`_logit_chunk`): samples do not interact, so the
+    bytes (default: as :func:`input_jacobian_grams`; :func:`_logit_chunk`): samples do not interact, so the
     result does not depend on the chunking (tested). How each chunk's Grams are formed:
 
     No Jacobian is formed: C backward passes (one per class k, of sum_i z_{ik}) give each
@@ -119,7 +120,7 @@ def logit_jacobian_grams(model: SNN, x: torch.Tensor, *, budget: int | None = No
     sum_{t,p} delta_{t,p} patch_{t,p}^T (C_out x C_in k^2) are formed; the readout adds
     (||mean_t s_t||^2 + 1) I. Tested against ``torch.func.jacrev``.
     """
-    per = _logit_chunk(model, x, GRAM_CHUNK_BYTES if budget is None else budget)
+    per = _logit_chunk(model, x, chunk_budget(GRAM_CHUNK_BYTES) if budget is None else budget)
     return np.concatenate([_logit_grams(model, x[i:i + per]) for i in range(0, len(x), per)])
 
 
@@ -205,7 +206,7 @@ def _gram_chunk(model: SNN, x: torch.Tensor, layers: bool, budget: int) -> int:
 
 
 def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False,
-                         budget: int = GRAM_CHUNK_BYTES) -> np.ndarray | list[np.ndarray]:
+                         budget: int | None = None) -> np.ndarray | list[np.ndarray]:
     """Per sample J_i J_i^T (C x C, float64), J_i = dz(x_i)/dx_i over the whole input sequence (smooth mode; T3).
 
     C backward passes of sum_i z_{ik} give every sample's row k at once (samples do not interact
@@ -214,10 +215,11 @@ def input_jacobian_grams(model: SNN, x: torch.Tensor, *, layers: bool = False,
     points without any proof factor. With ``layers``, the same passes also give the Grams of
     dz/ds^l for the spike sequences of layers l = 1..D-1: a list [x, s^1, .., s^{D-1}] of (B, C, C)
     stacks (the exact downstream norms of T3's per-layer budget). The probe runs in chunks of
-    samples whose rows and graph fit ``budget`` bytes (:func:`_gram_chunk`; the result does not
-    depend on it). Tested against ``torch.autograd.functional.jacobian``.
+    samples whose rows and graph fit ``budget`` bytes (:func:`_gram_chunk`; default: the share of
+    ``--max-memory``, :func:`checks._memory.chunk_budget`, else :data:`GRAM_CHUNK_BYTES`; the result does
+    not depend on it). Tested against ``torch.autograd.functional.jacobian``.
     """
-    per = _gram_chunk(model, x, layers, budget)
+    per = _gram_chunk(model, x, layers, chunk_budget(GRAM_CHUNK_BYTES) if budget is None else budget)
     chunks = [_grams(model, x[i:i + per], layers) for i in range(0, len(x), per)]
     grams = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
     return grams if layers else grams[0]

@@ -32,3 +32,21 @@ def test_only_and_skip(tiny_run, tmp_path, capsys):
     assert main(["--model", str(tiny_run / "ckpt.pt"), "--only", "smoothnes", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean 'smoothness'" in err[0]
+
+
+def test_max_memory_refuses_a_probe_that_cannot_fit_before_any_check_runs(tiny_run, tmp_path, capsys):
+    from checks import smoothness
+
+    out = tmp_path / "checks.json"
+    code = main(["--model", str(tiny_run / "ckpt.pt"), "--batch", "16", "--max-memory", "1K", "--out", str(out),
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--max-memory 1.0 KB" in err[0] and "--batch" in err[0]
+    assert not out.exists()
+    # the checks without Hessian products need no such graph; a single curvature check refuses alike
+    assert main(["--model", str(tiny_run / "ckpt.pt"), "--batch", "16", "--max-memory", "1K", "--only",
+                 "state_bounds", "--out", str(out), "--no-progress"]) == 0
+    assert smoothness.main(["--model", str(tiny_run / "ckpt.pt"), "--batch", "16", "--max-memory", "1K",
+                            "--no-progress"]) == 2
+    assert main(["--model", str(tiny_run / "ckpt.pt"), "--max-memory", "lots", "--no-progress"]) == 2
+    assert "--max-memory: expected a size" in capsys.readouterr().err
