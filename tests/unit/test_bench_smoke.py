@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from bench import checks_scale
 from bench import data as data_bench
 from bench import hessian as hessian_bench
 from bench import run_all
@@ -108,6 +109,49 @@ def test_run_all_summary_rows_and_json(tmp_path, monkeypatch):
                          "train_step,train_step_conv,train_step_default_threads,sam_step,hessian,data"]) == 0
     assert json.loads(out.read_text())["quick"] is True
 
+
+
+def test_checks_scale_quick_runs_and_its_output_parses(tmp_path, capsys):
+    """--quick on two probe sizes and two cheap checks: each in its own subprocess, then the table, exponents, JSON."""
+    out = tmp_path / "scale.json"
+    argv = ["--quick", "--only", "probe", "--checks", "contraction,state_bounds", "--threads", "1",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert checks_scale.main(argv) == 0
+    res = json.loads(out.read_text())
+    rows = res["configs"]
+    assert sorted(r["probe"] for r in rows) == [2, 4] and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert set(r["checks"]) == {"contraction", "state_bounds"}
+        assert r["total_seconds"] > 0 and r["peak_rss_mb"] > 0
+        assert all(c["seconds"] >= 0 and c["ids"] for c in r["checks"].values())
+    fits = res["exponents"]["probe"]
+    assert set(fits) == {"contraction", "state_bounds", "total"} and fits["total"]["points"] == 2
+    text = capsys.readouterr().out
+    assert "growth exponents" in text and "A4" in text and "probe 2" in text
+
+
+def test_checks_scale_reports_a_timeout_as_a_row(tmp_path, capsys):
+    """A configuration past --timeout is a row that says so (no crash, no exponent from it)."""
+    out = tmp_path / "scale.json"
+    argv = ["--quick", "--only", "T", "--checks", "contraction", "--timeout", "0.5",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert checks_scale.main(argv) == 0
+    rows = json.loads(out.read_text())["configs"]
+    assert rows and all(r["status"].startswith("timeout") for r in rows)
+    assert json.loads(out.read_text())["exponents"]["T"]["total"]["time"] is None
+    assert "timeout" in capsys.readouterr().out
+
+
+def test_checks_scale_parameter_counts_and_growth_slope():
+    """The analytic count is the model's; width scaling reaches its target; the slope of y = x^2 is 2."""
+    from sast.model import SNN, SNNConfig
+
+    layers = checks_scale.layers_for(1e6, checks_scale.FULL.layers, (2, 32, 32), 11)
+    n = checks_scale.count_params(layers, (2, 32, 32), 11)
+    model = SNN(SNNConfig(input_shape=(2, 32, 32), layers=layers, T=2, num_classes=11))
+    assert n == sum(p.numel() for p in model.parameters()) and abs(n / 1e6 - 1) < 0.02
+    assert checks_scale.slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    assert checks_scale.slope([2, 2], [1, 5]) is None
 
 @pytest.mark.cuda
 def test_train_step_bench_on_cuda():
