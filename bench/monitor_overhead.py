@@ -2,6 +2,7 @@
 
     python bench/monitor_overhead.py --epochs 30 --rounds 3          (the demo: SF and SAST, default and full)
     python bench/monitor_overhead.py --epochs 3 --rounds 2 --methods sf --presets default   (a quick look)
+    python bench/monitor_overhead.py --net conv --methods sf --epochs 1 --rounds 2 --limit 512   (the conv net)
 
 For each method (``--methods``, default SF and SAST rho = 0.3, as ``python -m sast.demo``)
 it trains the same run (``python -m sast.train``'s defaults: synth-nmnist, dense:256,
@@ -62,9 +63,18 @@ def _load() -> str:
         return "unknown"
 
 
+NETS = {
+    "demo": ("synth-nmnist", []),  # python -m sast.train's defaults: dense:256 on synth-nmnist
+    "conv": ("synth-gesture", ["conv:32:3:2", "conv:64:3:2", "pool:2", "conv:128:3:1", "pool:2", "dense:256"]),
+}
+"""``--net``: the demo's network, or the README's 3-conv-layer net on synth-gesture (its data set's defaults)."""
+
+
 def bench_method(method: str, presets: list[str], args: argparse.Namespace, tmp: Path) -> dict:
-    cfg = TrainConfig(epochs=args.epochs, method=method, rho=DEMO_RHO if method == "sast" else 0.0,
-                      device=args.device, limit=args.limit)
+    data_name, layers = NETS[args.net]
+    settings = {"layers": layers} if layers else {}
+    cfg = TrainConfig.for_data(data_name, epochs=args.epochs, method=method, rho=DEMO_RHO if method == "sast" else 0.0,
+                               device=args.device, limit=args.limit, **settings)
     t0 = time.perf_counter()
     data = load_data(cfg, progress=False)
     steps = len(data.train) // cfg.batch_size * args.epochs
@@ -112,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--limit", type=int, default=None, help="samples per split (default: all, as the demo)")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--net", default="demo", choices=sorted(NETS),
+                   help="demo: dense:256 on synth-nmnist (python -m sast.train's defaults); conv: "
+                        + ",".join(NETS["conv"][1]) + " on synth-gesture, with that data set's defaults")
     args = p.parse_args(argv)
     methods = [args.method] if args.method else [m.strip() for m in args.methods.split(",") if m.strip()]
     presets = [args.preset] if args.preset else [s.strip() for s in args.presets.split(",") if s.strip()]
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     first = _first_theory_use()
     print(f"first use of theory in this process (sympy, once): {first:.2f} s; load average {_load()}", file=sys.stderr)
     given = argv if argv is not None else sys.argv[1:]
-    results = {"command": " ".join(["python", "bench/monitor_overhead.py", *given]),
+    results = {"command": " ".join(["python", "bench/monitor_overhead.py", *given]), "net": args.net,
                "epochs": args.epochs, "rounds": args.rounds, "device": args.device,
                "threads": torch.get_num_threads(), "first_theory_use_seconds": first, "load_before": _load(),
                "methods": {}}
