@@ -95,6 +95,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from checks._result import CheckResult
 from runfolder import ASSUMPTION_FAILS, HOLDS, VIOLATED
@@ -350,7 +351,10 @@ class Monitor(Callback):
         if not due:
             return
         shared = Shared(self, run)  # one w: the due quantities share its constants and traces
-        alarms = [a for a in (self._run_one(run, q, shared, on) for q in due) if a is not None]
+        # numpy's BLAS on one thread: right after training steps torch's OpenMP threads still spin, and
+        # OpenBLAS's own would fight them for the cores (checks._common.numpy_blas_single_threaded)
+        with threadpool_limits(limits=1, user_api="blas"):
+            alarms = [a for a in (self._run_one(run, q, shared, on) for q in due) if a is not None]
         if alarms and self.on_violation == "stop":  # after every quantity due here: the log holds the whole step
             sid, reason = alarms[0]
             run.log.log({"kind": "monitor", "event": "stop", "step": run.step, "epoch": run.epoch, "id": sid,
