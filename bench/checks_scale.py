@@ -168,7 +168,7 @@ def configurations(plan: Plan, factors: Sequence[str], input_shape: tuple[int, .
             configs[key] = Config(name, list(ls), n, T, probe)
         if factor not in configs[key].factors:
             configs[key].factors.append(factor)
-    # the base first (every series needs it), then the cheaper variations before the dearer ones
+    # the base (in every series) first where several factors vary, then the cheaper configurations before the dearer
     return sorted(configs.values(), key=lambda c: (len(c.factors) < len(factors), c.n_params * c.T * c.probe))
 
 
