@@ -71,6 +71,12 @@ _NOT_A_RUN = (
 _NOT_A_DIR = "{path} is not a folder; pass a run folder written by `python -m sast.train`, such as runs/NAME"
 
 
+
+def _first_text(*values: Any) -> str | None:
+    """The first of ``values`` that is a non-empty string (the sources of a run's setting, in order of trust)."""
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
 class NotARunFolder(ValueError):
     """A path given as a run folder that is none; the message is one line."""
 
@@ -299,18 +305,12 @@ class Run:
     def base_optimizer(self) -> str | None:
         """The base step (sgd, momentum, adam): T6's details first, then the train config."""
         t6 = self.final_checks().get("T6")
-        for value in ((t6.details.get("base_optimizer") if t6 else None), self.train_config.get("optimizer")):
-            if isinstance(value, str) and value:
-                return value
-        return None
+        return _first_text((t6.details.get("base_optimizer") if t6 else None), self.train_config.get("optimizer"))
 
     @property
     def device(self) -> str | None:
         """The device the run trained on."""
-        for value in (self.config.get("device"), self.train_config.get("device")):
-            if isinstance(value, str) and value:
-                return value
-        return None
+        return _first_text(self.config.get("device"), self.train_config.get("device"))
 
     @property
     def data_settings(self) -> dict[str, Any]:
@@ -321,10 +321,7 @@ class Run:
     @property
     def data_name(self) -> str | None:
         """The data set: the train config's, else the data section's (a NIR file's run folder)."""
-        for value in (self.train_config.get("data"), self.data_settings.get("data")):
-            if isinstance(value, str) and value:
-                return value
-        return None
+        return _first_text(self.train_config.get("data"), self.data_settings.get("data"))
 
     # --- where the model came from -------------------------------------------------------
     @property
