@@ -71,7 +71,6 @@ _NOT_A_RUN = (
 _NOT_A_DIR = "{path} is not a folder; pass a run folder written by `python -m sast.train`, such as runs/NAME"
 
 
-
 def _first_text(*values: Any) -> str | None:
     """The first of ``values`` that is a non-empty string (the sources of a run's setting, in order of trust)."""
     return next((v for v in values if isinstance(v, str) and v), None)
