@@ -302,13 +302,6 @@ def _g_sup(u: np.ndarray, order: int, cfg: Any, delta: float) -> np.ndarray:
     return val + delta * g_derivative_sup_bound(order + 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset, B)
 
 
-def _spectral(mats: np.ndarray) -> np.ndarray:
-    """Largest singular value of each matrix of a (..., p, q) stack (float64, from the smaller Gram matrix)."""
-    p, q = mats.shape[-2:]
-    gram = mats @ np.swapaxes(mats, -1, -2) if p <= q else np.swapaxes(mats, -1, -2) @ mats
-    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
-
-
 POWER_STEPS = 4
 """Power steps of :func:`_max_spectral_nonneg`'s screening (more: tighter brackets, fewer exact solves)."""
 SCREEN_MARGIN = 1e-6
@@ -319,7 +312,8 @@ best lower bound (rounding of the bounds cannot drop the maximiser)."""
 def _max_spectral_nonneg(mats: np.ndarray) -> np.ndarray:
     """max over axis 1 of the spectral norms of a (b, n, p, q) stack of matrices with entries >= 0: (b,), exact.
 
-    Equal to ``_spectral(mats).max(axis=1)``, for a fraction of its cost: every Gram A = M M^T
+    Equal to the maximum over axis 1 of every matrix's exact spectral norm (eigvalsh of its smaller Gram), for a
+    fraction of its cost: every Gram A = M M^T
     (nonnegative, symmetric) gets a bracket lambda_max(A) in [v.Av / v.v, max_i (Av)_i / v_i] from a
     few power steps started at the all-ones vector (the Rayleigh quotient and the Collatz-Wielandt
     bound, which holds for nonnegative A and v > 0 on A's support; a zero row of A is a zero
