@@ -96,10 +96,11 @@ def finish(global_bound: float, steps: list[Step], estimate: float | None, scope
 # T2
 
 
-def _currents(obs: Observation, lam: float, theta: float, reset: str) -> list[tuple[float, float]]:
+def _currents(obs: Observation, model: SNN, reset: str) -> list[tuple[float, float]]:
     """Per layer the extreme input currents I_t = u_t - lam u_{t-1} (1 - s_{t-1}) (zero) or u_t - lam u_{t-1} + theta s_{t-1}."""
     out = []
-    for u, s in zip(obs.u, obs.s):
+    for l, (u, s) in enumerate(zip(obs.u, obs.s)):
+        lam, theta = model.neuron_numpy(l, flat=True)
         prev_u = np.concatenate([np.zeros_like(u[:, :1]), u[:, :-1]], axis=1)
         prev_s = np.concatenate([np.zeros_like(s[:, :1]), s[:, :-1]], axis=1)
         carry = lam * prev_u * (1.0 - prev_s) if reset == "zero" else lam * prev_u - theta * prev_s
@@ -113,21 +114,22 @@ def t2(model: SNN, x: torch.Tensor, c: ModelConstants, key: tuple[str, int, str]
     """T2 at the worst (mode, layer, side): T2's recursion with the measured input entries, currents and reset depth."""
     mode, l, side = key
     obs = observe(model, x, torch.zeros(len(x), dtype=torch.long), mode=mode, jacobian=False)
-    lo_I, hi_I = _currents(obs, c.lam, c.theta, c.reset)[l]
+    lo_I, hi_I = _currents(obs, model, c.reset)[l]
     s_max = float(obs.s[l].max()) if obs.s[l].size else 0.0
     a_max = float(obs.inputs[l].max()) if obs.inputs[l].size else 0.0
-    q = kappa_sum(c.lam, c.T)
-    theta_q = c.theta * q if (c.reset == "subtract" and side == "min") else 0.0
+    lam, theta = c.layer_lam(l), c.layer_theta(l)  # per-neuron values: the layer's largest bound every neuron's
+    q = kappa_sum(lam, c.T)
+    theta_q = theta * q if (c.reset == "subtract" and side == "min") else 0.0
     S_prev = c.X_inf if l == 0 else 1.0
     c1 = c.R_inf[l] * a_max + c.b_inf[l]
     measured_I = max(hi_I, 0.0) if side == "max" else -min(lo_I, 0.0)
-    lo, hi = state_interval_local(c.lam, c.theta, c.reset, c.T, lo_I, hi_I, s_max)
+    lo, hi = state_interval_local(lam, theta, c.reset, c.T, lo_I, hi_I, s_max)
     steps = [Step("S_{l-1}: input entry bound (X_inf, or 1 for spikes) -> max observed input entry", S_prev, a_max,
                   c1 * q + theta_q, l + 1),
              Step("c_l = ||W^l||_inf S_{l-1} + ||b^l||_inf -> max observed |current| on that side", c1, measured_I,
                   measured_I * q + theta_q, l + 1)]
     if theta_q:
-        steps.append(Step("reset depth theta -> theta max s (observed)", c.theta, c.theta * s_max, -lo, l + 1))
+        steps.append(Step("reset depth theta -> theta max s (observed)", theta, theta * s_max, -lo, l + 1))
     local = hi if side == "max" else -lo
     if abs(steps[-1].value - local) > 1e-12 * max(abs(local), 1.0):
         raise ArithmeticError(f"T2 local chain ends at {steps[-1].value}, not at the local bound {local}")

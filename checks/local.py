@@ -293,13 +293,21 @@ def _sig2_sup(v: np.ndarray, beta: float, delta: float) -> np.ndarray:
     return np.where(peak, sigmoid_derivative_sup(2, beta), np.maximum(f(lo), f(hi)))
 
 
-def _g_sup(u: np.ndarray, order: int, cfg: Any, delta: float) -> np.ndarray:
-    """|g^(order)(u)| + delta sup|g^(order+1)| (T1's closed form on |u| <= max|u| + delta): a sup over the interval."""
-    val = np.abs(g_derivative(u, order, cfg.lam, cfg.theta, cfg.beta, cfg.reset))
+def _g_sup(u: np.ndarray, order: int, lam: Any, theta: Any, cfg: Any, delta: float) -> np.ndarray:
+    """|g^(order)(u)| + delta sup|g^(order+1)| (T1's closed form on |u| <= max|u| + delta): a sup over the interval.
+
+    lam, theta: the layer's, numbers or per-neuron arrays (n_l,). The closed form of order >= 2 grows
+    with lam (zero reset) and theta (subtract) and holds no other neuron parameter, so the layer's
+    largest values bound it for every neuron.
+    """
+    if order < 1:
+        raise ValueError("_g_sup needs order >= 1: the closed form of order 1 takes no max over neurons")
+    val = np.abs(g_derivative(u, order, lam, theta, cfg.beta, cfg.reset))
     if delta <= 0 or u.size == 0:
         return val
     B = float(np.max(np.abs(u))) + delta
-    return val + delta * g_derivative_sup_bound(order + 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset, B)
+    return val + delta * g_derivative_sup_bound(order + 1, float(np.max(lam)), float(np.max(theta)), cfg.beta,
+                                                cfg.reset, B)
 
 
 POWER_STEPS = 4
@@ -443,8 +451,9 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     for l in range(D):
         u, dl = obs.u[l], delta[l]
         B = len(u)
-        v = u - cfg.theta
-        gp, gpp = _g_sup(u, 1, cfg, dl), _g_sup(u, 2, cfg, dl)
+        lam, theta = model.neuron_numpy(l, flat=True)
+        v = u - theta
+        gp, gpp = _g_sup(u, 1, lam, theta, cfg, dl), _g_sup(u, 2, lam, theta, cfg, dl)
         if caps is not None:
             gp, gpp = np.minimum(gp, caps[l][0]), np.minimum(gpp, caps[l][1])
         sp, spp = _sig1_sup(v, cfg.beta, dl), _sig2_sup(v, cfg.beta, dl)
@@ -465,7 +474,7 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
         lc, a = layers[l], inputs[l]
         lc.A = np.linalg.norm(a, axis=2).max(axis=1)
         gram = np.einsum("btk,bsk->bts", a, a) + 1.0 if spec.kind == "dense" else None
-        signed = (g_derivative(obs.u[l], 1, cfg.lam, cfg.theta, cfg.beta, cfg.reset) if at_w and l == D - 1
+        signed = (g_derivative(obs.u[l], 1, *model.neuron_numpy(l, flat=True), cfg.beta, cfg.reset) if at_w and l == D - 1
                   else None)
         rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, g_signed=signed)
         lc.K, lc.c = rec["K"], rec["c"]

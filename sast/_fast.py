@@ -220,7 +220,7 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tenso
 # --------------------------------------------------------------------------- LIF recurrence
 
 
-def _spike_derivative(u: Tensor, s: Tensor, theta: float, beta: float, mode: str) -> Tensor | None:
+def _spike_derivative(u: Tensor, s: Tensor, theta: float | Tensor, beta: float, mode: str) -> Tensor | None:
     """sig'_t for all t: what the spike contributes to the gradient (None in hard mode)."""
     if mode == "smooth":  # s = sig(beta (u - theta)): sig' = beta s (1 - s), from the output
         return beta * s * (1 - s)
@@ -230,8 +230,8 @@ def _spike_derivative(u: Tensor, s: Tensor, theta: float, beta: float, mode: str
     return None
 
 
-def _adjoint_coefficients(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float,
-                          theta: float, beta: float, reset: str, mode: str) -> tuple[Tensor | None, Tensor]:
+def _adjoint_coefficients(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float | Tensor,
+                          theta: float | Tensor, beta: float, reset: str, mode: str) -> tuple[Tensor | None, Tensor]:
     """G_t and M_t of the adjoint recurrence d_t = G_t + M_t d_{t+1} (all t at once).
 
     With total adjoints du_t, ds_t: ds_t = gs_t + (du_{t+1}/ds_t) d_{t+1} and
@@ -250,21 +250,21 @@ def _adjoint_coefficients(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | 
         if dsig is not None:
             m = m - lam * u * dsig
     else:
-        m = torch.full_like(u, lam) if dsig is None else lam - theta * dsig
+        m = (lam.expand_as(u) if isinstance(lam, Tensor) else torch.full_like(u, lam)) if dsig is None else lam - theta * dsig
     return g, m
 
 
 
 
 
-def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float,
-                                  theta: float, beta: float, reset: str,
+def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, *, lam: float | Tensor,
+                                  theta: float | Tensor, beta: float, reset: str,
                                   mode: str) -> tuple[Tensor | None, Tensor | float]:
     """:func:`_adjoint_coefficients` without autograd, in three fresh buffers instead of ~8.
 
     For the plain backward (no create_graph): each fresh (B, T, ...) temporary costs page faults
     on a CPU, which measured more than the arithmetic. M is returned as the float lam when it is
-    that constant (subtract reset, hard mode). tests/unit/test_fast_path.py checks both versions.
+    that constant (subtract reset, hard mode; per-neuron lam: that tensor, expanded). tests/unit/test_fast_path.py checks both versions.
     """
     one_minus_s = torch.sub(1, s) if (reset == "zero" or mode == "smooth") else None
     dsig: Tensor | None = None
@@ -286,7 +286,10 @@ def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: T
             one_minus_s.sub_(dsig.mul_(u))
         m = one_minus_s.mul_(lam)
     else:  # lam - theta sig'
-        m = lam if dsig is None else dsig.mul_(-theta).add_(lam)
+        if dsig is not None:
+            m = dsig.mul_(-theta).add_(lam)
+        else:
+            m = lam.expand_as(u) if isinstance(lam, Tensor) else float(lam)
     return g, m
 
 
@@ -294,13 +297,13 @@ class _LIF(torch.autograd.Function):
     """(u, s) = LIF(I) over all T: the recurrence of ``sast.neuron.lif`` as one autograd node."""
 
     @staticmethod
-    def forward(currents: Tensor, lam: float, theta: float, beta: float, reset: str,  # type: ignore[override]
+    def forward(currents: Tensor, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,  # type: ignore[override]
                 mode: str) -> tuple[Tensor, Tensor]:
         with _cpu_threads(currents.device, _kind(currents[:, 0].numel())):
             return _LIF._forward(currents, lam, theta, beta, reset, mode)
 
     @staticmethod
-    def _forward(currents: Tensor, lam: float, theta: float, beta: float, reset: str,
+    def _forward(currents: Tensor, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,
                  mode: str) -> tuple[Tensor, Tensor]:
         # The same ops, in the same order, as the plain loop (bit-equal u and s), into buffers.
         u = torch.empty_like(currents, memory_format=torch.contiguous_format)
@@ -387,7 +390,7 @@ class _LIF(torch.autograd.Function):
             return torch.stack(ds[::-1], dim=1)
 
 
-def lif(currents: Tensor, *, lam: float, theta: float, beta: float, reset: str,
+def lif(currents: Tensor, *, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,
         mode: str) -> tuple[Tensor, Tensor]:
     """``sast.neuron.lif`` as one autograd node (see the module docstring); same arguments."""
     return _LIF.apply(currents, lam, theta, beta, reset, mode)

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json, summary)
     c = model.config
     print(f"{out}: {len(graph.nodes)} nodes ({' -> '.join(graph.nodes)}), dt {args.dt:g} s, "
-          f"lam {c.lam:g} (tau {args.dt / (1 - c.lam):.4g} s), theta {c.theta:g}, reset {c.reset}, T {c.T}")
+          f"{c.neuron_summary()} (tau = dt / (1 - lam)), reset {c.reset}, T {c.T}")
     print(f"read it back with: --model {out} --dt {args.dt:g} --reset {c.reset} --data NAME", file=sys.stderr)
     return 0
 

@@ -95,16 +95,19 @@ def layer_attribution(model: SNN, frames: torch.Tensor, labels: torch.Tensor, de
     return {"smooth_acc": acc_s, "hard_acc": acc_h, "gap": acc_s - acc_h, "layers": layers}
 
 
-def margin_counts(trace: Sequence[Any], beta: float, theta: float,
+def margin_counts(trace: Sequence[Any], beta: float, theta: Any,
                   edges: Sequence[float] = MARGIN_EDGES) -> tuple[list[list[int]], list[int], list[int]]:
     """Histogram counts of beta (u - theta) per layer of a trace, soft-band counts and totals.
+
+    ``theta``: one number, or one per layer (a number, or a tensor of the layer's neuron shape).
 
     Bins: (-inf, e_0), [e_0, e_1), ..., [e_{n-1}, inf): len(edges) + 1 counts per layer.
     """
     bounds = torch.tensor(list(edges), dtype=torch.float64)
     hists, band, total = [], [], []
-    for tr in trace:
-        m = (beta * (tr.u.detach().double() - theta)).flatten()
+    thetas = theta if isinstance(theta, (list, tuple)) else [theta] * len(trace)
+    for tr, th in zip(trace, thetas):
+        m = (beta * (tr.u.detach().double() - th)).flatten()
         idx = torch.bucketize(m, bounds.to(m.device), right=True)  # 0 below e_0, len(edges) at or above e_{n-1}
         hists.append(torch.bincount(idx, minlength=len(edges) + 1).cpu().tolist())
         band.append(int((m.abs() < SOFT_BAND).sum()))
@@ -127,8 +130,9 @@ def margins(model: SNN, frames: torch.Tensor, mode: str = "smooth", device="cpu"
     abs_sum: list[float] | None = None
     for x, _ in _batches(frames, None, device):
         _, trace = model(x, mode=mode, return_trace=True)
-        h, b, t = margin_counts(trace, cfg.beta, cfg.theta)
-        a = [float((cfg.beta * (tr.u.double() - cfg.theta)).abs().sum()) for tr in trace]
+        thetas = [model.neuron_parameters(l)[1] for l in range(len(trace))]
+        h, b, t = margin_counts(trace, cfg.beta, thetas)
+        a = [float((cfg.beta * (tr.u.double() - th)).abs().sum()) for tr, th in zip(trace, thetas)]
         if hists is None:
             hists, band, total, abs_sum = h, b, t, a
         else:

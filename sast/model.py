@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,8 +41,8 @@ class SNNConfig:
     input_shape: tuple[int, ...]
     layers: list[str]
     T: int
-    lam: float = 0.9
-    theta: float = 1.0
+    lam: float | list = 0.9  # one number, or one entry per spiking layer (see ``neuron_values``)
+    theta: float | list = 1.0
     beta: float = 5.0
     reset: str = "zero"
     num_classes: int = 10
@@ -55,17 +56,54 @@ class SNNConfig:
         if int(self.T) != self.T or self.T < 1:
             raise ValueError(f"T must be a positive integer, got {self.T!r}")
         self.T = int(self.T)
-        if not 0 <= self.lam < 1:
-            raise ValueError(f"lam must lie in [0, 1) (assumption A1), got {self.lam}")
-        if self.theta <= 0 or self.beta <= 0:
-            raise ValueError(f"theta and beta must be > 0 (assumption A1), got theta={self.theta}, beta={self.beta}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0 (assumption A1), got beta={self.beta}")
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
         if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
             raise ValueError(f"init_scale must be a finite number > 0, got {self.init_scale}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
-        parse_layers(self.layers, self.input_shape)  # validates the strings and shapes
+        plan = parse_layers(self.layers, self.input_shape)  # validates the strings and shapes
+        widths = [spec.width for spec in plan if spec.spiking]
+        self.lam = _neuron_setting("lam", self.lam, widths, lambda v: 0 <= v < 1, "lie in [0, 1) (assumption A1)")
+        self.theta = _neuron_setting("theta", self.theta, widths, lambda v: v > 0, "be > 0 (assumption A1)")
+
+    def neuron_values(self, name: str) -> list[float | list[float]]:
+        """``lam`` or ``theta`` per spiking layer l = 1..D: a float, or a list of one value per neuron.
+
+        A per-neuron list follows the layer's neurons in row-major order of its output shape
+        (C, H, W for a conv layer). A single number in the config stands for every layer.
+        """
+        value = getattr(self, name)
+        if isinstance(value, (int, float)):
+            return [value] * sum(1 for spec in self.layers if spec.strip().split(":")[0] in ("dense", "conv"))
+        return list(value)
+
+    def neuron_summary(self) -> str:
+        """``lam`` and ``theta`` in a few words: "lam 0.9, theta 1", or per layer, with a range per neuron."""
+        def show(name: str) -> str:
+            value = getattr(self, name)
+            if isinstance(value, float):
+                return f"{name} {value:g}"
+            parts = [f"{v:g}" if isinstance(v, float) else f"{min(v):g}..{max(v):g} per neuron" for v in value]
+            return f"{name} per layer [{', '.join(parts)}]"
+
+        return f"{show('lam')}, {show('theta')}"
+
+    def neuron_pairs(self) -> list[list[tuple[float, float]]]:
+        """Per spiking layer the distinct (lam, theta) pairs of its neurons, sorted (one pair per layer
+        unless the config holds per-neuron values): what THEORY.md's per-layer constants take the max over."""
+        out = []
+        for lam, theta in zip(self.neuron_values("lam"), self.neuron_values("theta")):
+            if isinstance(lam, list) or isinstance(theta, list):
+                n = len(lam) if isinstance(lam, list) else len(theta)
+                lams = lam if isinstance(lam, list) else [lam] * n
+                thetas = theta if isinstance(theta, list) else [theta] * n
+                out.append(sorted(set(zip(lams, thetas))))
+            else:
+                out.append([(lam, theta)])
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -103,6 +141,29 @@ class LayerSpec:
     def width(self) -> int:
         """n_l: the number of neurons of a spiking layer (output size)."""
         return math.prod(self.out_shape)
+
+
+def _neuron_setting(name: str, value: Any, widths: list[int], ok: Any, expected: str) -> float | list:
+    """Validate ``lam`` or ``theta``: one number, or one entry per spiking layer, each a number or a
+    list of one number per neuron of that layer. Returns the value with plain floats (JSON-ready)."""
+    def number(x: Any, where: str) -> float:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not ok(float(x)):
+            raise ValueError(f"{name}{where} must {expected}, got {x!r}")
+        return float(x)
+
+    if not isinstance(value, (list, tuple)):
+        return number(value, "")
+    if len(value) != len(widths):
+        raise ValueError(f"{name} has {len(value)} entries, expected one per spiking layer ({len(widths)})")
+    out: list = []
+    for l, (entry, n) in enumerate(zip(value, widths), start=1):
+        if isinstance(entry, (list, tuple)):
+            if len(entry) != n:
+                raise ValueError(f"{name}[{l - 1}] has {len(entry)} values, expected one per neuron of spiking layer {l} ({n})")
+            out.append([number(x, f"[{l - 1}]") for x in entry])
+        else:
+            out.append(number(entry, f"[{l - 1}]"))
+    return out
 
 
 def _layer_error(spec: str, why: str) -> ValueError:
@@ -208,6 +269,13 @@ class SNN(nn.Module):
                     nn.Conv2d(spec.in_shape[0], spec.size, spec.kernel, stride=spec.stride, padding=spec.padding)
                 )
         self.readout = nn.Linear(math.prod(self.plan[-1].out_shape), config.num_classes)
+        # lam_l, theta_l: floats, or tensors of the layer's neuron shape where the config holds
+        # per-neuron values (made from the config's numbers in the dtype and on the device of use, so
+        # that a float64 model holds them exactly; not in the state dict: the config stores them)
+        self._neuron: list[dict[str, Any]] = [
+            {"lam": lam, "theta": theta}
+            for lam, theta in zip(config.neuron_values("lam"), config.neuron_values("theta"))]
+        self._neuron_tensors: dict[tuple[int, str, torch.dtype, torch.device], torch.Tensor] = {}
         if config.init_scale != 1.0:
             # PyTorch's default init gives currents far below theta on sparse event frames (a few
             # percent of inputs active), so deep conv stacks start silent; a larger scale wakes them.
@@ -219,6 +287,37 @@ class SNN(nn.Module):
     def spiking_specs(self) -> list[LayerSpec]:
         """The plan entries of the spiking layers l = 1..D, in order."""
         return [s for s in self.plan if s.spiking]
+
+    def neuron_parameters(self, index: int) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """(lam, theta) of spiking layer ``index`` (0-based): floats, or tensors of the layer's neuron
+        shape (in the dtype and on the device of the model's parameters) where the config holds
+        per-neuron values."""
+        w = self.readout.weight
+        out = []
+        for name in ("lam", "theta"):
+            value = self._neuron[index][name]
+            if isinstance(value, list):
+                key = (index, name, w.dtype, w.device)
+                if key not in self._neuron_tensors:
+                    self._neuron_tensors[key] = torch.tensor(value, dtype=torch.float64).reshape(
+                        self.spiking_specs[index].out_shape).to(dtype=w.dtype, device=w.device)
+                value = self._neuron_tensors[key]
+            out.append(value)
+        return out[0], out[1]
+
+    def neuron_numpy(self, index: int, flat: bool = False) -> tuple[Any, Any]:
+        """(lam, theta) of spiking layer ``index`` for numpy code: floats, or float64 arrays of the
+        layer's neuron shape (``flat``: one axis of n_l) where the config holds per-neuron values."""
+        spec = self.spiking_specs[index]
+        out = []
+        for name in ("lam", "theta"):
+            value = self.config.neuron_values(name)[index]
+            if isinstance(value, list):
+                arr = np.asarray(value, dtype=np.float64)
+                out.append(arr if flat else arr.reshape(spec.out_shape))
+            else:
+                out.append(value)
+        return out[0], out[1]
 
     def layer_modes(self, mode: str | Sequence[str]) -> tuple[str, ...]:
         """The spike mode of each spiking layer: ``mode`` for all, or one mode per layer (l = 1..D)."""
@@ -270,7 +369,8 @@ class SNN(nn.Module):
                     currents = layer(a.flatten(2))  # all T in one matmul
                 else:
                     currents = layer(a.flatten(0, 1)).unflatten(0, (B, T))
-                u, a = lif(currents, lam=cfg.lam, theta=cfg.theta, beta=cfg.beta, reset=cfg.reset,
+                lam, theta = self.neuron_parameters(spec.index)
+                u, a = lif(currents, lam=lam, theta=theta, beta=cfg.beta, reset=cfg.reset,
                            mode=modes[spec.index], fast=fast)
                 raw = False
                 trace.append(LayerTrace(u, a))

@@ -90,8 +90,8 @@ _BUILTIN_SPIKE = spike  # what the fast path implements; tests may swap ``spike`
 def lif(
     currents: torch.Tensor,
     *,
-    lam: float,
-    theta: float,
+    lam: float | torch.Tensor,
+    theta: float | torch.Tensor,
     beta: float,
     reset: str,
     mode: str,
@@ -99,7 +99,8 @@ def lif(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the LIF recurrence over time for one layer.
 
-    ``currents`` has shape (B, T, ...) and holds I_t = W a_t + b for all t.
+    ``currents`` has shape (B, T, ...) and holds I_t = W a_t + b for all t. ``lam`` and ``theta``
+    are numbers, or tensors of the neuron shape ``currents.shape[2:]`` (per-neuron values).
     Returns the membrane trace u and the spikes s, both of shape (B, T, ...).
     With ``fast`` (default) the fast path runs where it can (see the module
     docstring); it knows the built-in spike functions only, so a replaced
@@ -115,7 +116,8 @@ def lif(
 
 
 def plain_lif(
-    currents: torch.Tensor, *, lam: float, theta: float, beta: float, reset: str, mode: str
+    currents: torch.Tensor, *, lam: float | torch.Tensor, theta: float | torch.Tensor, beta: float, reset: str,
+    mode: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference LIF loop: one step at a time with autograd through every op (see ``lif``)."""
     us: list[torch.Tensor] = []

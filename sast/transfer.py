@@ -64,7 +64,7 @@ def _forward_all(model: SNN, frames: torch.Tensor, mode: str, device, fans: list
         x = frames[i : i + EVAL_BATCH].to(device, torch.float32)
         z, trace = model(x, mode=mode, return_trace=True)
         logits.append(z.float().cpu())
-        counts = [((tr.u - cfg.theta).abs() < band).sum().item() for tr in trace]
+        counts = [((tr.u - model.neuron_parameters(l)[1]).abs() < band).sum().item() for l, tr in enumerate(trace)]
         totals = [tr.u.numel() for tr in trace]
         n_band = counts if n_band is None else [a + b for a, b in zip(n_band, counts)]
         n_total = totals if n_total is None else [a + b for a, b in zip(n_total, totals)]

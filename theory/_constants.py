@@ -39,7 +39,11 @@ class ModelConstants:
     (0 <= lam < 1, theta > 0, beta > 0) is not enforced here: a violation is
     reported by ``assumption_A1`` and the bounds, not raised.
 
-    lam, theta, beta: leak, threshold, surrogate steepness; reset: 'zero' | 'subtract';
+    lam, theta, beta: leak, threshold, surrogate steepness; lam and theta are one number for
+    every layer or one per spiking layer (lam_l, theta_l); neurons: optionally, per layer the
+    distinct (lam, theta) pairs of its neurons, where a model has per-neuron values (lam and
+    theta must then be the per-layer maxima); the statements take the sup over a layer's pairs
+    (``pairs``); reset: 'zero' | 'subtract';
     T: number of time steps; n: neurons per spiking layer (n_1..n_D); n_0: input dim;
     R: ||W^l|| (operator 2-norm); R_inf: ||W^l||_inf (largest absolute row sum; conv:
     largest per-output-channel sum of |kernel|); b_inf: ||b^l||_inf; b_norm: ||b^l|| (r_l);
@@ -51,8 +55,8 @@ class ModelConstants:
     max_pool: the model uses max pooling (T3-T5 are then not applicable).
     """
 
-    lam: float
-    theta: float
+    lam: float | tuple[float, ...]
+    theta: float | tuple[float, ...]
     beta: float
     reset: str
     T: int
@@ -70,11 +74,11 @@ class ModelConstants:
     P: tuple[int, ...] | None = None
     mode: str = "smooth"
     max_pool: bool = False
+    neurons: tuple[tuple[tuple[float, float], ...], ...] | None = None
 
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        for name in ("lam", "theta", "beta"):
-            put(name, _real(name, getattr(self, name), nonneg=False))
+        put("beta", _real("beta", self.beta, nonneg=False))
         if self.reset not in RESETS:
             raise _bad("reset", "'zero' or 'subtract'", self.reset, "pass reset='zero' (the default of THEORY.md) or 'subtract'")
         if self.mode not in MODES:
@@ -111,6 +115,41 @@ class ModelConstants:
                 raise _bad(f"m[{i}], P[{i}]", "m = 1 and P = 1 for a dense layer", (m, P), "drop them or mark the layer 'conv'")
             if kind == "conv" and m < 1.0:
                 raise _bad(f"m[{i}]", "m >= 1 for a conv layer (m^2 counts output positions)", m, "pass sqrt of that count")
+        for name in ("lam", "theta"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+                put(name, _real(name, value, nonneg=False))
+            elif len(value) != D:
+                raise _bad(name, f"a number or a sequence of length D = len(n) = {D}", value, "give one entry per spiking layer")
+            else:
+                put(name, tuple(_real(f"{name}[{i}]", x, nonneg=False) for i, x in enumerate(value)))
+        if self.neurons is None:
+            put("neurons", tuple(((self.layer_lam(l), self.layer_theta(l)),) for l in range(D)))
+        else:
+            if isinstance(self.neurons, (str, bytes)) or not hasattr(self.neurons, "__len__") or len(self.neurons) != D:
+                raise _bad("neurons", f"a sequence of length D = len(n) = {D}", self.neurons, "give the (lam, theta) pairs of every spiking layer")
+            pairs = []
+            for l, layer in enumerate(self.neurons):
+                try:
+                    layer = tuple((_real(f"neurons[{l}] lam", a, nonneg=False), _real(f"neurons[{l}] theta", b, nonneg=False))
+                                  for a, b in layer)
+                except (TypeError, ValueError) as e:
+                    raise _bad(f"neurons[{l}]", "(lam, theta) pairs", self.neurons[l], "give pairs of numbers") from e
+                if not layer:
+                    raise _bad(f"neurons[{l}]", "at least one (lam, theta) pair", layer, "give the pairs of the layer's neurons")
+                if (max(a for a, _ in layer), max(b for _, b in layer)) != (self.layer_lam(l), self.layer_theta(l)):
+                    raise _bad(f"lam[{l}], theta[{l}]", "the largest lam and theta of neurons[l]",
+                               (self.layer_lam(l), self.layer_theta(l)), "pass the per-layer maxima of the pairs")
+                pairs.append(tuple(sorted(set(layer))))
+            put("neurons", tuple(pairs))
+
+    def layer_lam(self, l: int) -> float:
+        """lam_l of spiking layer l (0-based): its largest neuron leak."""
+        return self.lam if isinstance(self.lam, float) else self.lam[l]
+
+    def layer_theta(self, l: int) -> float:
+        """theta_l of spiking layer l (0-based): its largest neuron threshold."""
+        return self.theta if isinstance(self.theta, float) else self.theta[l]
 
     @property
     def D(self) -> int:

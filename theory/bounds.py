@@ -158,10 +158,15 @@ def kappa_sum(kappa: float, T: float) -> float:
 
 def _a1_failures(c: ModelConstants) -> list[str]:
     fails = []
-    if not 0.0 <= c.lam < 1.0:
-        fails.append(f"lam = {c.lam:g} not in [0, 1)")
-    if not c.theta > 0.0:
-        fails.append(f"theta = {c.theta:g} <= 0")
+    where = (lambda l: "") if c.D == 1 or (isinstance(c.lam, float) and isinstance(c.theta, float)) else (lambda l: f" in layer {l + 1}")
+    for l, layer in enumerate(c.neurons):
+        lams, thetas = [a for a, _ in layer], [b for _, b in layer]
+        if not (0.0 <= min(lams) and max(lams) < 1.0):
+            bad = max(lams) if max(lams) >= 1.0 else min(lams)
+            fails.append(f"lam = {bad:g} not in [0, 1){where(l)}")
+        if not min(thetas) > 0.0:
+            fails.append(f"theta = {min(thetas):g} <= 0{where(l)}")
+    fails = list(dict.fromkeys(fails))  # one number for all layers: one line, not D
     if not c.beta > 0.0:
         fails.append(f"beta = {c.beta:g} <= 0")
     return fails
@@ -181,7 +186,8 @@ def assumption_A1(c: ModelConstants) -> Bound:
     fails = _a1_failures(c)
     return Bound(
         "A1", "neuron", None, FAILS if fails else OK, {"A1": not fails}, False, LATEX["A1"], "; ".join(fails),
-        {"lam": c.lam, "theta": c.theta, "beta": c.beta},
+        {"lam": c.lam, "theta": c.theta, "beta": c.beta, **({} if all(len(p) == 1 for p in c.neurons) else
+                                                            {"neuron_pairs": [len(p) for p in c.neurons]})},
     )
 
 
@@ -194,17 +200,24 @@ def state_interval_at(c: ModelConstants, t: float) -> list[tuple[float, float]]:
 
     c_l = ||W^l||_inf S_{l-1} + ||b^l||_inf, S_0 = X_inf, S_l = 1; with
     q = sum_{k<t} lam^k = (1 - lam^t)/(1 - lam): zero [-c_l q, c_l q],
-    subtract [-(c_l + theta) q, c_l q]. Needs lam >= 0 (and theta >= 0 for subtract);
-    at t = inf it needs lam < 1. Raises ValueError otherwise.
+    subtract [-(c_l + theta) q, c_l q]. With per-layer or per-neuron values each neuron's
+    interval holds its own (lam, theta): the layer's is their union (q grows with lam), so
+    hi = c_l q(lam_l) and lo the least of -(c_l + theta) q(lam) over the layer's pairs.
+    Needs lam >= 0 (and theta >= 0 for subtract); at t = inf it needs lam < 1. Raises
+    ValueError otherwise.
     """
     c = _constants(c)
-    if c.lam < 0.0 or (c.reset == "subtract" and c.theta < 0.0) or (t == math.inf and c.lam >= 1.0):
-        raise ValueError(f"T2 needs 0 <= lam (< 1 for t = inf) and theta >= 0, got lam = {c.lam:g}, theta = {c.theta:g}, t = {t}")
-    q = kappa_sum(c.lam, t)
     out = []
-    for c_l in _t2_offsets(c):
-        lo = -(c_l + c.theta) * q if c.reset == "subtract" else -c_l * q
-        out.append((lo, c_l * q))
+    for l, c_l in enumerate(_t2_offsets(c)):
+        for lam, theta in c.neurons[l]:
+            if lam < 0.0 or (c.reset == "subtract" and theta < 0.0) or (t == math.inf and lam >= 1.0):
+                raise ValueError(f"T2 needs 0 <= lam (< 1 for t = inf) and theta >= 0, got lam = {lam:g}, theta = {theta:g}, t = {t}")
+        hi = c_l * kappa_sum(c.layer_lam(l), t)
+        if c.reset == "subtract":
+            lo = min(-(c_l + theta) * kappa_sum(lam, t) for lam, theta in c.neurons[l])
+        else:
+            lo = -hi
+        out.append((lo, hi))
     return out
 
 
@@ -313,7 +326,8 @@ def contraction(c: ModelConstants, h: float | None = None) -> Bound:
     from T1's closed forms at B = max|I_l|; kappa_crude = lam (1 + B beta/4) is T1's
     cruder bound. h=None picks the spacing (correction <= 1e-6 where 2^20 points allow).
     A4 holds iff every kappa_l < 1. details: kappa, gam, kappa_crude, I, h, and for zero
-    the grid maxima kappa_grid, gam_grid.
+    the grid maxima kappa_grid, gam_grid. Per-layer (lam_l, theta_l) enter as they are; a
+    layer with per-neuron values gets the max of each quantity over its (lam, theta) pairs.
     """
     c = _constants(c)
     if h is not None:
@@ -322,25 +336,34 @@ def contraction(c: ModelConstants, h: float | None = None) -> Bound:
     if fails:
         return _not_computed("A4", "contraction", FAILS, "A1 fails: " + "; ".join(fails), {"A1": False, "A4": False})
     I = state_interval_at(c, math.inf)
-    lam, theta, beta, reset = c.lam, c.theta, c.beta, c.reset
+    beta, reset = c.beta, c.reset
     details: dict[str, Any] = {"I": I, "kappa": [], "gam": [], "kappa_crude": [], "h": []}
-    for lo, hi in I:
+    worst: list[tuple[float, float]] = []  # per layer the (lam, theta) pair that gives kappa_l
+    for l, (lo, hi) in enumerate(I):
         B = max(abs(lo), abs(hi))
-        crude = g_derivative_sup_bound(1, lam, theta, beta, reset, B)
-        if reset == "subtract":
-            kappa, gam, h_used = crude, g_derivative_sup_bound(2, lam, theta, beta, reset), 0.0
-        else:
-            kappa, kappa_grid, h_used, gam, gam_grid = _zero_reset_sups(lo, hi, lam, theta, beta, h)
-            details.setdefault("kappa_grid", []).append(kappa_grid)
-            details.setdefault("gam_grid", []).append(gam_grid)
-        details["kappa"].append(kappa)
-        details["gam"].append(gam)
-        details["kappa_crude"].append(crude)
-        details["h"].append(h_used)
+        per_pair = []  # a layer with per-neuron values: kappa_l, gam_l are the max over its pairs
+        for lam, theta in c.neurons[l]:
+            crude = g_derivative_sup_bound(1, lam, theta, beta, reset, B)
+            if reset == "subtract":
+                per_pair.append((crude, g_derivative_sup_bound(2, lam, theta, beta, reset), 0.0, crude, 0.0, 0.0,
+                                 (lam, theta)))
+            else:
+                kappa, kappa_grid, h_used, gam, gam_grid = _zero_reset_sups(lo, hi, lam, theta, beta, h)
+                per_pair.append((kappa, gam, h_used, crude, kappa_grid, gam_grid, (lam, theta)))
+        top = max(per_pair, key=lambda p: p[0])
+        details["kappa"].append(top[0])
+        details["gam"].append(max(p[1] for p in per_pair))
+        details["kappa_crude"].append(max(p[3] for p in per_pair))
+        details["h"].append(max(p[2] for p in per_pair))
+        if reset == "zero":
+            details.setdefault("kappa_grid", []).append(max(p[4] for p in per_pair))
+            details.setdefault("gam_grid", []).append(max(p[5] for p in per_pair))
+        worst.append(top[6])
     kappas = details["kappa"]
     a4 = all(k < 1.0 for k in kappas)
     reason = "" if a4 else "kappa_l >= 1 in layer(s) " + ", ".join(str(i + 1) for i, k in enumerate(kappas) if k >= 1.0)
     if not a4 and reset == "subtract":
+        lam, theta = worst[next(i for i, k in enumerate(kappas) if k >= 1.0)]
         reason += f" (subtract: A4 <=> theta beta < 4 (1 + lam), here {theta * beta:g} >= {4 * (1 + lam):g})"
     return Bound("A4", "contraction", max(kappas), OK if a4 else FAILS, {"A1": True, "A4": a4}, not a4, LATEX["A4"], reason, details)
 

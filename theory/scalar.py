@@ -167,16 +167,24 @@ def g(u: ArrayLike, lam: float, theta: float, beta: float, reset: str) -> np.nda
     return g_derivative(u, 0, lam, theta, beta, reset)
 
 
-def g_derivative(u: ArrayLike, order: int, lam: float, theta: float, beta: float, reset: str) -> np.ndarray:
+def _coefficient(x: float | ArrayLike) -> float | np.ndarray:
+    return float(x) if np.ndim(x) == 0 else np.asarray(x, dtype=float)
+
+
+def g_derivative(u: ArrayLike, order: int, lam: float | ArrayLike, theta: float | ArrayLike, beta: float,
+                 reset: str) -> np.ndarray:
     """T1: g^(n)(u), n = 0..3, vectorised; exact by Leibniz' rule in terms of sig_beta^(k)(u - theta).
 
     zero:     g^(n) = lam [u (1 - sig)^(n) + n (1 - sig)^(n-1)],  (1 - sig)^(k) = -sig^(k) for k >= 1
     subtract: g = lam u - theta sig, g' = lam - theta sig', g^(n) = -theta sig^(n) for n >= 2
+
+    lam and theta may be arrays that broadcast against u (per-neuron values).
     """
     order = _check_order(order, 3)
     _check_reset(reset)
     x = np.asarray(u, dtype=float)
-    v = x - float(theta)
+    lam, theta = _coefficient(lam), _coefficient(theta)
+    v = x - theta
 
     def one_minus_sig(k: int) -> np.ndarray:
         return sigmoid(-v, beta) if k == 0 else -sigmoid_derivative(v, k, beta)
@@ -185,11 +193,11 @@ def g_derivative(u: ArrayLike, order: int, lam: float, theta: float, beta: float
         out = x * one_minus_sig(order)
         if order >= 1:
             out = out + order * one_minus_sig(order - 1)
-        return float(lam) * out
+        return lam * out
     if order == 0:
-        return float(lam) * x - float(theta) * sigmoid(v, beta)
-    out = -float(theta) * sigmoid_derivative(v, order, beta)
-    return out + float(lam) if order == 1 else out
+        return lam * x - theta * sigmoid(v, beta)
+    out = -theta * sigmoid_derivative(v, order, beta)
+    return out + lam if order == 1 else out
 
 
 # ---------------------------------------------------------------------------

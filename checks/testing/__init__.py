@@ -60,6 +60,7 @@ from checks.testing._nets import (
     FAMILIES,
     GRIDS,
     KINDS,
+    NEURONS,
     SOFT_BAND,
     WIDE,
     EventSpec,
@@ -75,7 +76,7 @@ from checks.testing._nets import (
 )
 
 __all__ = [
-    "ATOL", "FAMILIES", "GRIDS", "KINDS", "RTOL", "SOFT_BAND", "WIDE",
+    "ATOL", "FAMILIES", "GRIDS", "KINDS", "NEURONS", "RTOL", "SOFT_BAND", "WIDE",
     "EventSpec", "Net", "NetSpec", "Ranges", "RatioLog", "SamErrors",
     "assert_certificate", "conv_nets", "dense_nets", "event_batches", "exact_hessian", "hessian_eigenvalues",
     "inner_max", "input_jacobian", "logit_jacobian", "mixed_nets", "nets", "one_thread", "ratio", "sam_errors",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 
 from checks.constants import model_constants
-from sast.model import SNN, SNNConfig
+from sast.model import SNN, SNNConfig, parse_layers
 from sast.neuron import RESETS
 from theory import ModelConstants, state_interval_at
 
@@ -116,8 +116,8 @@ class NetSpec:
     input_shape: tuple[int, ...]
     layers: tuple[str, ...]
     T: int
-    lam: float
-    theta: float
+    lam: float | tuple  # one number, or per spiking layer a number or a tuple of one per neuron
+    theta: float | tuple
     beta: float
     reset: str
     num_classes: int
@@ -243,6 +243,38 @@ def _layer_kwargs(draw: st.DrawFn, ranges: Ranges, n_spiking: int) -> dict:
     )
 
 
+NEURONS = ("shared", "layer", "neuron")
+"""How the strategies draw lam and theta: one pair for the net, one per spiking layer, or per neuron."""
+
+
+def _neuron_values(draw: st.DrawFn, ranges: Ranges, kwargs: dict, input_shape: tuple[int, ...],
+                   layers: tuple[str, ...], neurons: str) -> dict:
+    """Replace kwargs' lam and theta by per-layer (``"layer"``) or per-neuron (``"neuron"``) values.
+
+    Per neuron, each layer draws 1-3 (lam, theta) pairs and gives each neuron one of them, so that a
+    layer's neurons share a few pairs (as files with per-neuron parameters do) and the pairs differ
+    in both coordinates: the bounds must take the max over pairs, not over lam and theta apart.
+    """
+    if neurons not in NEURONS:
+        raise ValueError(f"neurons must be one of {NEURONS}, got {neurons!r}")
+    if neurons == "shared":
+        return kwargs
+    widths = [spec.width for spec in parse_layers(list(layers), input_shape) if spec.spiking]
+    lams, thetas = [], []
+    for l, n in enumerate(widths):
+        k = 1 if neurons == "layer" else draw(st.integers(1, 3), label=f"pairs[{l}]")
+        pairs = [(draw(st.floats(*ranges.lam, exclude_max=True), label=f"lam[{l}]"),
+                  draw(st.floats(*ranges.theta), label=f"theta[{l}]")) for _ in range(k)]
+        if k == 1:
+            lams.append(pairs[0][0])
+            thetas.append(pairs[0][1])
+        else:
+            pick = [draw(st.integers(0, k - 1), label=f"pick[{l}]") for _ in range(n)]
+            lams.append(tuple(pairs[i][0] for i in pick))
+            thetas.append(tuple(pairs[i][1] for i in pick))
+    return {**kwargs, "lam": tuple(lams), "theta": tuple(thetas)}
+
+
 def _image(draw: st.DrawFn) -> tuple[int, int, int]:
     return draw(st.integers(1, 2), label="C_in"), draw(st.integers(4, 6), label="H"), draw(st.integers(4, 6), label="W")
 
@@ -256,18 +288,24 @@ def _depth(depth: tuple[int, int], most: int) -> tuple[int, int]:
 
 
 @st.composite
-def dense_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 3), max_batch: int = 3) -> NetSpec:
-    """1-3 dense spiking layers of width 2-6 on inputs of dimension 2-6, 2-4 classes (at most 154 parameters)."""
+def dense_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 3), max_batch: int = 3,
+               neurons: str = "shared") -> NetSpec:
+    """1-3 dense spiking layers of width 2-6 on inputs of dimension 2-6, 2-4 classes (at most 154 parameters).
+
+    ``neurons``: one of :data:`NEURONS` (lam and theta shared, per layer or per neuron).
+    """
     lo, hi = _depth(depth, 3)
     n_0 = draw(st.integers(2, 6), label="n_0")
     widths = draw(st.lists(st.integers(2, 6), min_size=lo, max_size=hi), label="widths")
-    return NetSpec(input_shape=(n_0,), layers=tuple(f"dense:{n}" for n in widths),
+    layers = tuple(f"dense:{n}" for n in widths)
+    return NetSpec(input_shape=(n_0,), layers=layers,
                    num_classes=draw(st.integers(2, 4), label="num_classes"), batch=draw(st.integers(1, max_batch), label="batch"),
-                   **_layer_kwargs(draw, ranges, len(widths)))
+                   **_neuron_values(draw, ranges, _layer_kwargs(draw, ranges, len(widths)), (n_0,), layers, neurons))
 
 
 @st.composite
-def conv_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 2), max_batch: int = 2) -> NetSpec:
+def conv_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 2), max_batch: int = 2,
+              neurons: str = "shared") -> NetSpec:
     """1-2 conv spiking layers (1-2 channels, kernel 2-3, stride 1-2, zero padding (k-1)//2) on (1-2, 4-6, 4-6) images.
 
     Two classes (the case where cross-entropy's Hessian bound 1/2 is attained, at p = 1/2) keep the
@@ -278,12 +316,13 @@ def conv_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] 
     layers = tuple(f"conv:{draw(st.integers(1, 2), label=f'C[{i}]')}:{draw(st.integers(2, 3), label=f'k[{i}]')}:"
                    f"{draw(st.integers(1, 2), label=f's[{i}]')}"
                    for i in range(draw(st.integers(lo, hi), label="depth")))
-    return NetSpec(input_shape=shape, layers=layers, num_classes=2,
-                   batch=draw(st.integers(1, max_batch), label="batch"), **_layer_kwargs(draw, ranges, len(layers)))
+    return NetSpec(input_shape=shape, layers=layers, num_classes=2, batch=draw(st.integers(1, max_batch), label="batch"),
+                   **_neuron_values(draw, ranges, _layer_kwargs(draw, ranges, len(layers)), shape, layers, neurons))
 
 
 @st.composite
-def mixed_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 2), max_batch: int = 2) -> NetSpec:
+def mixed_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int] = (1, 2), max_batch: int = 2,
+               neurons: str = "shared") -> NetSpec:
     """A conv spiking layer (stride 1), optionally 2x2 average pooling, then ``depth`` dense spiking layers of width 2-3.
 
     Exercises what one-kind nets do not: a dense layer whose W^l has pooling folded in and reads
@@ -296,19 +335,20 @@ def mixed_nets(draw: st.DrawFn, ranges: Ranges = WIDE, *, depth: tuple[int, int]
     pool = ("pool:2",) if draw(st.booleans(), label="pool") else ()
     widths = draw(st.lists(st.integers(2, 3), min_size=lo, max_size=hi), label="widths")
     layers = (conv, *pool, *(f"dense:{n}" for n in widths))
-    return NetSpec(input_shape=shape, layers=layers, num_classes=2,
-                   batch=draw(st.integers(1, max_batch), label="batch"), **_layer_kwargs(draw, ranges, 1 + len(widths)))
+    return NetSpec(input_shape=shape, layers=layers, num_classes=2, batch=draw(st.integers(1, max_batch), label="batch"),
+                   **_neuron_values(draw, ranges, _layer_kwargs(draw, ranges, 1 + len(widths)), shape, layers, neurons))
 
 
 KINDS = ("dense", "conv", "mixed")
 _STRATEGIES = {"dense": dense_nets, "conv": conv_nets, "mixed": mixed_nets}
 
 
-def nets(kind: str, ranges: Ranges = WIDE) -> st.SearchStrategy[NetSpec]:
-    """The strategy of one kind of network ('dense', 'conv' or 'mixed') over ``ranges``, with default depths."""
+def nets(kind: str, ranges: Ranges = WIDE, neurons: str = "shared") -> st.SearchStrategy[NetSpec]:
+    """The strategy of one kind of network ('dense', 'conv' or 'mixed') over ``ranges``, with default depths;
+    ``neurons`` as in :func:`dense_nets`."""
     if kind not in _STRATEGIES:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return _STRATEGIES[kind](ranges)
+    return _STRATEGIES[kind](ranges, neurons=neurons)
 
 
 @st.composite

@@ -10,8 +10,10 @@ the toolkit's recurrence (THEORY.md, "The model") u_t = lam u_{t-1} + W' a_t + b
     lam = 1 - dt/tau,   g = r dt/tau,   W' = g W,   b' = g b + (dt/tau) v_leak,   theta = v_threshold.
 
 So the gain and the leak are folded into the weight layer before the LIF, exactly (per output neuron, or per
-channel for a convolution, where they must then be the same over the channel's positions). The reset is not in
-the file (NIR's v_reset is a value, and snnTorch writes 0 whatever its reset mechanism): the caller names it.
+channel for a convolution, where they must then be the same over the channel's positions). lambda and theta are
+the layer's own (THEORY.md's lam_l, theta_l): one number where every neuron has the same to float32 rounding,
+else one per neuron. The reset is not in the file (NIR's v_reset is a value, and snnTorch writes 0 whatever its
+reset mechanism): the caller names it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ FIELDS = ("tau", "r", "v_leak", "v_threshold", "v_reset")
 
 @dataclass(frozen=True)
 class LIFMap:
-    """One LIF node in the toolkit's terms; ``gain`` and ``leak_bias`` have the layer's neuron shape."""
+    """One LIF node in the toolkit's terms; ``gain`` and ``leak_bias`` have the layer's neuron shape; ``lam`` and
+    ``theta`` are one number, or a list of one per neuron in row-major order (as ``SNNConfig`` takes them)."""
 
-    lam: float
-    theta: float
+    lam: float | list[float]
+    theta: float | list[float]
     gain: np.ndarray  # g = r dt / tau, exactly 1.0 where it is 1 up to float32 rounding
     leak_bias: np.ndarray  # (dt / tau) v_leak
 
@@ -62,12 +65,17 @@ def spread(values: np.ndarray) -> float:
     return float(np.max(np.abs(flat - flat[0])) / max(1.0, abs(flat[0])))
 
 
+def _one_or_each(values: np.ndarray) -> float | list[float]:
+    """One number where all neurons share it to float32 rounding, else the per-neuron list."""
+    flat = values.reshape(-1)
+    return float(flat[0]) if spread(values) <= FLOAT32_TOL else [float(v) for v in flat]
+
+
 def map_lif(node: Any, shape: tuple[int, ...], dt: float, label: str) -> LIFMap:
     """The toolkit's lambda, theta, gain and leak bias of a LIF ``node`` over neurons of ``shape`` at ``dt``.
 
-    Refused (NIRImportError): non-finite or mis-shaped parameters, tau <= 0, a non-zero v_reset, lambda outside
-    [0, 1) or theta <= 0 (assumption A1), and lambda or theta that differ across the node's neurons by more
-    than float32 rounding (the model has one lambda and one theta for now).
+    Refused (NIRImportError): non-finite or mis-shaped parameters, tau <= 0, a non-zero v_reset, and lambda
+    outside [0, 1) or theta <= 0 in any neuron (assumption A1).
     """
     p = {f: param(node, f, shape, label) for f in FIELDS}
     tau = p["tau"]
@@ -77,27 +85,17 @@ def map_lif(node: Any, shape: tuple[int, ...], dt: float, label: str) -> LIFMap:
         bad = p["v_reset"][p["v_reset"] != 0].reshape(-1)[0]
         raise NIRImportError(f"{label}: v_reset = {bad:g}; the toolkit's neurons reset to 0 (or subtract theta)")
     lam = 1.0 - dt / tau
-    if spread(lam) > FLOAT32_TOL:
-        raise NIRImportError(f"{label}: lambda = 1 - dt/tau ranges over [{lam.min():.6g}, {lam.max():.6g}] across "
-                             "neurons; the toolkit needs one lambda and one theta for now")
-    lam0 = float(lam.reshape(-1)[0])
-    if not 0.0 <= lam0 < 1.0:
-        raise NIRImportError(f"{label}: lambda = 1 - dt/tau = {lam0:.6g} (tau = {tau.reshape(-1)[0]:g}, "
-                             f"dt = {dt:g}) lies outside [0, 1) (assumption A1); is dt right for this file?")
+    outside = (lam < 0.0) | (lam >= 1.0)
+    if outside.any():
+        i = int(np.argmax(outside.reshape(-1)))
+        where = "" if lam.size == 1 else f" in neuron {i}"
+        raise NIRImportError(f"{label}: lambda = 1 - dt/tau = {lam.reshape(-1)[i]:.6g} (tau = {tau.reshape(-1)[i]:g}, "
+                             f"dt = {dt:g}){where} lies outside [0, 1) (assumption A1); is dt right for this file?")
     theta = p["v_threshold"]
-    if spread(theta) > FLOAT32_TOL:
-        raise NIRImportError(f"{label}: v_threshold ranges over [{theta.min():.6g}, {theta.max():.6g}] across "
-                             "neurons; the toolkit needs one lambda and one theta for now")
-    theta0 = float(theta.reshape(-1)[0])
-    if theta0 <= 0:
-        raise NIRImportError(f"{label}: v_threshold = {theta0:g}; theta must be > 0 (assumption A1)")
+    if (theta <= 0).any():
+        raise NIRImportError(f"{label}: v_threshold = {theta.min():g}; theta must be > 0 (assumption A1)")
     gain = p["r"] * dt / tau
     if np.all(np.abs(gain - 1.0) <= FLOAT32_TOL):
         gain = np.ones(shape)
-    return LIFMap(lam=lam0, theta=theta0, gain=np.array(gain), leak_bias=np.array(dt / tau * p["v_leak"]))
-
-
-def same_constants(first: LIFMap, other: LIFMap) -> bool:
-    """Whether two LIF layers share lambda and theta up to float32 rounding."""
-    return (abs(first.lam - other.lam) <= FLOAT32_TOL * max(1.0, abs(first.lam))
-            and abs(first.theta - other.theta) <= FLOAT32_TOL * max(1.0, abs(first.theta)))
+    return LIFMap(lam=_one_or_each(lam), theta=_one_or_each(theta), gain=np.array(gain),
+                  leak_bias=np.array(dt / tau * p["v_leak"]))

@@ -12,7 +12,8 @@ without the batch), and a dense layer on a (C, H, W) input gets the ``Flatten`` 
 
 The readout becomes an ``Affine`` before the ``Output``. Its decoding is recorded in the graph's ``metadata``
 (a dict that ``nir.write`` stores as an HDF5 group): under the key ``"sast"``, the logits are the time mean
-(1/T) sum_t of the readout node's output, with T, dt, reset, lam, theta and beta. The reset in particular is
+(1/T) sum_t of the readout node's output, with T, dt, reset, lam, theta (per layer where layers differ) and
+beta. The reset in particular is
 recorded only there: NIR's LIF resets to v_reset (0 here), which is the toolkit's ``"zero"`` reset; a model with
 ``"subtract"`` is written the same way (as snnTorch writes its subtract reset) and runs differently in a reader
 that ignores the metadata.
@@ -38,14 +39,31 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _lif(nir: Any, shape: tuple[int, ...], lam: float, theta: float, dt: float) -> Any:
-    """A LIF node with per-neuron float64 arrays: lambda = 1 - dt/tau and r dt/tau = 1 to float64 rounding."""
-    tau = dt / (1.0 - lam)
+def _lif(nir: Any, shape: tuple[int, ...], lam: float | list[float], theta: float | list[float], dt: float) -> Any:
+    """A LIF node with per-neuron float64 arrays: lambda = 1 - dt/tau and r dt/tau = 1 to float64 rounding.
 
-    def full(value: float) -> np.ndarray:
-        return np.full(shape, value, dtype=np.float64)
+    lam and theta: the layer's, one number or a list of one per neuron (row-major over ``shape``)."""
+    def full(value: float | list[float]) -> np.ndarray:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(shape if isinstance(value, list) else ()),
+                               shape).copy()
 
-    return nir.LIF(tau=full(tau), r=full(tau / dt), v_leak=full(0.0), v_threshold=full(theta), v_reset=full(0.0))
+    tau = dt / (1.0 - full(lam))
+    return nir.LIF(tau=tau, r=tau / dt, v_leak=full(0.0), v_threshold=full(theta), v_reset=full(0.0))
+
+
+def _neuron_metadata(cfg: Any) -> dict[str, Any]:
+    """lam and theta for the metadata: the number where the model has one; one per spiking layer where each
+    layer has its own; a note where some layer has per-neuron values (its LIF node holds them)."""
+    out: dict[str, Any] = {}
+    for name in ("lam", "theta"):
+        value = getattr(cfg, name)
+        if isinstance(value, float):
+            out[name] = value
+        elif all(isinstance(v, float) for v in value):
+            out[name] = np.asarray(value, dtype=np.float64)
+        else:
+            out[name] = "per neuron in some layers: read the LIF nodes"
+    return out
 
 
 def to_nir(model: SNN, *, dt: float = 1e-4) -> Any:
@@ -88,7 +106,8 @@ def to_nir(model: SNN, *, dt: float = 1e-4) -> Any:
                 add("conv", nir.Conv2d(input_shape=tuple(spec.in_shape[1:]), weight=_array(layer.weight),
                                        stride=(spec.stride, spec.stride), padding=(spec.padding, spec.padding),
                                        dilation=(1, 1), groups=1, bias=_array(layer.bias)))
-            add("lif", _lif(nir, tuple(spec.out_shape), cfg.lam, cfg.theta, dt))
+            add("lif", _lif(nir, tuple(spec.out_shape), cfg.neuron_values("lam")[spec.index],
+                            cfg.neuron_values("theta")[spec.index], dt))
     flatten_if_needed(tuple(model.plan[-1].out_shape))
     nodes["readout"] = nir.Affine(weight=_array(model.readout.weight), bias=_array(model.readout.bias))
     nodes["output"] = nir.Output(output_type=np.array([cfg.num_classes]))
@@ -96,7 +115,7 @@ def to_nir(model: SNN, *, dt: float = 1e-4) -> Any:
     metadata = {METADATA_KEY: {
         "version": METADATA_VERSION, "decoding": DECODING, "readout_node": "readout",
         "decoding_formula": "logits = (1/T) sum_t readout(s_t), the time mean of the readout node's output",
-        "T": int(cfg.T), "dt": dt, "reset": cfg.reset, "lam": float(cfg.lam), "theta": float(cfg.theta),
+        "T": int(cfg.T), "dt": dt, "reset": cfg.reset, **_neuron_metadata(cfg),
         "beta": float(cfg.beta), "layers": ",".join(cfg.layers),
     }}
     edges = list(zip(order, order[1:]))

@@ -9,8 +9,8 @@ Node by node along the chain from Input to Output (``sast.interop._graph``):
   is K^2 times the model's average pool, and that factor goes into the next weight layer (exact for K^2 a power
   of two, else to float32 rounding);
 - ``Flatten`` of all dimensions (NIR's dims exclude the batch): ``flatten``;
-- ``LIF``: lambda = 1 - dt/tau, theta = v_threshold, and the input gain r dt/tau and leak (dt/tau) v_leak
-  folded into the weights before it (``sast.interop._lif``);
+- ``LIF``: lambda = 1 - dt/tau, theta = v_threshold (the layer's own; per neuron where its neurons differ),
+  and the input gain r dt/tau and leak (dt/tau) v_leak folded into the weights before it (``sast.interop._lif``);
 - the last ``Affine`` / ``Linear`` after the last ``LIF``, before ``Output``: the readout. The model's logits
   are z = (1/T) sum_t (W^o s_t + b^o), the time mean of that node's output: the decoding this importer assumes.
   A graph that ends in a ``LIF`` (or a pool or flatten after it) gets an identity readout: z is then the spike
@@ -58,8 +58,7 @@ class _Plan:
     shape: tuple[int, ...] = ()
     layers: list[str] = field(default_factory=list)
     weights: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    lif: _lif.LIFMap | None = None
-    lif_name: str = ""
+    lifs: list[_lif.LIFMap] = field(default_factory=list)  # one per spiking layer, in order
     pending: _Weight | None = None
     scale: float = 1.0  # sum-pool factor waiting for the next weight layer
     readout: tuple[np.ndarray, np.ndarray] | None = None
@@ -212,12 +211,7 @@ def _neuron(plan: _Plan, name: str, node: Any, label: str, dt: float) -> None:
     if pending is None:
         raise NIRImportError(f"{label}: no Affine, Linear or Conv2d before it; the toolkit's neurons take W a + b")
     m = _lif.map_lif(node, pending.out_shape, dt, label)
-    if plan.lif is not None and not _lif.same_constants(plan.lif, m):
-        raise NIRImportError(f"{label}: lambda {m.lam:.6g} and theta {m.theta:.6g} differ from those of "
-                             f"{plan.lif_name!r} ({plan.lif.lam:.6g}, {plan.lif.theta:.6g}); the toolkit needs one "
-                             "lambda and one theta for now")
-    if plan.lif is None:
-        plan.lif, plan.lif_name = m, name
+    plan.lifs.append(m)
     if pending.kind == "dense":
         gain, leak = m.gain, m.leak_bias
     else:  # a conv weight is shared over positions: gain and leak must be one number per channel
@@ -237,7 +231,7 @@ def _neuron(plan: _Plan, name: str, node: Any, label: str, dt: float) -> None:
 
 
 def _output(plan: _Plan, name: str, node: Any, label: str, where: str) -> None:
-    if plan.lif is None:
+    if not plan.lifs:
         raise NIRImportError(f"{where}the graph has no LIF node; the toolkit's SNN needs at least one spiking layer")
     pending = plan.pending
     if pending is not None:
@@ -327,6 +321,17 @@ def _check_own_metadata(graph: Any, reset: str, where: str) -> None:
                              f"but reset={reset!r} was asked; pass reset={recorded!r}")
 
 
+def _per_layer(plan: _Plan, name: str) -> float | list:
+    """``lam`` or ``theta`` for ``SNNConfig``: one number where every LIF has the same (to float32 rounding),
+    else one entry per spiking layer (a number, or the layer's per-neuron list)."""
+    values = [getattr(m, name) for m in plan.lifs]
+    first = values[0]
+    if all(isinstance(v, float) for v in values) and all(
+            abs(v - first) <= _lif.FLOAT32_TOL * max(1.0, abs(first)) for v in values):
+        return first
+    return values
+
+
 def from_nir(source: str | Path | Any, *, dt: float, reset: str, T: int,
              input_shape: Sequence[int] | None = None, beta: float = SNNConfig.beta) -> SNN:
     """This toolkit's :class:`SNN` from a NIR graph (a ``.nir`` file's path or a ``nir.NIRGraph``), in eval mode.
@@ -362,10 +367,11 @@ def from_nir(source: str | Path | Any, *, dt: float, reset: str, T: int,
     _check_own_metadata(graph, reset, where)
     path = _graph.chain(graph, where)
     plan = build_plan(path, dt=dt, input_shape=input_shape, where=where)
-    assert plan.lif is not None and plan.readout is not None  # _output refuses a graph without them
+    assert plan.lifs and plan.readout is not None  # _output refuses a graph without them
     try:
-        config = SNNConfig(input_shape=plan.input_shape, layers=plan.layers, T=T, lam=plan.lif.lam,
-                           theta=plan.lif.theta, beta=beta, reset=reset, num_classes=plan.readout[0].shape[0])
+        config = SNNConfig(input_shape=plan.input_shape, layers=plan.layers, T=T, lam=_per_layer(plan, "lam"),
+                           theta=_per_layer(plan, "theta"), beta=beta, reset=reset,
+                           num_classes=plan.readout[0].shape[0])
     except ValueError as e:
         raise NIRImportError(f"{where}the graph maps to an invalid model configuration: {e}") from None
     with torch.random.fork_rng(devices=[]):  # the constructor's random init must not move the caller's RNG

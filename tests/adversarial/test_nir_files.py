@@ -147,25 +147,28 @@ def test_infinite_tau():
     refused(good(lif=lif(tau=full(np.inf))), "'lif' (LIF): tau holds non-finite values")
 
 
-def test_lambda_differs_across_neurons():
+def test_lambda_outside_a1_in_one_neuron_names_it():
+    tau = full(1e-3)
+    tau[2] = 5e-5  # dt/tau = 2: lambda = -1
+    refused(good(lif=lif(tau=tau)), "'lif' (LIF): lambda = 1 - dt/tau = -1 (tau = 5e-05, dt = 0.0001) in neuron 2")
+
+
+def test_theta_at_or_below_zero_in_one_neuron():
+    th = full(1.0)
+    th[0] = 0.0
+    refused(good(lif=lif(v_threshold=th)), "'lif' (LIF): v_threshold = 0; theta must be > 0")
+
+
+def test_values_that_differ_across_neurons_and_layers_are_kept():
+    """Not refused: each layer keeps its own lambda and theta, per neuron where its neurons differ."""
     tau = full(1e-3)
     tau[2] = 2e-3
-    msg = refused(good(lif=lif(tau=tau)), "'lif' (LIF): lambda")
-    assert "one lambda and one theta for now" in msg
-
-
-def test_theta_differs_across_neurons():
-    th = full(1.0)
-    th[0] = 1.5
-    refused(good(lif=lif(v_threshold=th)), "one lambda and one theta for now")
-
-
-def test_theta_differs_across_layers():
-    g = chain(("input", nir.Input(np.array([N_IN]))), ("fc1", affine()), ("lif1", lif()),
+    g = chain(("input", nir.Input(np.array([N_IN]))), ("fc1", affine()), ("lif1", lif(tau=tau)),
               ("fc2", affine(H, H)), ("lif2", lif(v_threshold=full(2.0))), ("readout", affine(C, H)),
               ("output", nir.Output(np.array([C]))))
-    msg = refused(g, "'lif2' (LIF)")
-    assert "'lif1'" in msg and "one lambda and one theta for now" in msg
+    cfg = from_nir(g, dt=DT, reset="zero", T=4).config
+    assert cfg.lam[0] == pytest.approx([0.9, 0.9, 0.95, 0.9, 0.9]) and cfg.lam[1] == pytest.approx(0.9)
+    assert cfg.theta == pytest.approx([1.0, 2.0])
 
 
 def test_dt_too_large_for_tau():

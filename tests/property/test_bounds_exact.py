@@ -41,6 +41,9 @@ from theory.scalar import g_derivative
 # margin) and atol=1e-12 (rounding of O(1) losses and logits), hold every assertion below.
 SLOW_EXAMPLES = 300
 NETS = {"dense": dense_nets(), "conv": conv_nets()}
+# lam and theta per spiking layer, or per neuron (a few distinct (lam, theta) pairs in a layer)
+NEURON_NETS = {(kind, neurons): strategy(neurons=neurons) for kind, strategy in (("dense", dense_nets), ("conv", conv_nets))
+               for neurons in ("layer", "neuron")}
 
 
 # ---------------------------------------------------------------------------
@@ -90,7 +93,7 @@ def check_contraction(spec: NetSpec) -> None:
     worst = 0.0
     for mode, us in _traces(net).items():
         for l, u in enumerate(us):
-            kappa_emp = float(abs(g_derivative(u.numpy(), 1, spec.lam, spec.theta, spec.beta, spec.reset)).max())
+            kappa_emp = float(abs(g_derivative(u.numpy(), 1, *net.model.neuron_numpy(l), spec.beta, spec.reset)).max())
             kappa = a4.details["kappa"][l]
             # g' is evaluated in float64 at the observed states; kappa is a rigorous sup over I_l
             assert_certificate(kappa, kappa_emp, what=f"A4 {mode} layer {l + 1}: kappa_l against kappa_emp")
@@ -269,8 +272,21 @@ def test_bound_holds(check, kind: str, data: st.DataObject) -> None:
     check(data.draw(NETS[kind], label="net"))
 
 
+@pytest.mark.parametrize("neurons", ["layer", "neuron"])
+@pytest.mark.parametrize("check, kind", PER_NET, ids=PER_NET_IDS)
+@given(data=st.data())
+def test_bound_holds_with_layer_and_neuron_values(check, kind: str, neurons: str, data: st.DataObject) -> None:
+    """The statements with lam_l, theta_l per layer, and per neuron (the sup over a layer's pairs)."""
+    check(data.draw(NEURON_NETS[kind, neurons], label="net"))
+
+
 @given(spec=dense_nets(), rho=RHO)
 def test_T5_sam_first_order(spec: NetSpec, rho: float) -> None:
+    check_sam_first_order(spec, rho)
+
+
+@given(spec=dense_nets(neurons="neuron"), rho=RHO)
+def test_T5_sam_first_order_neuron_values(spec: NetSpec, rho: float) -> None:
     check_sam_first_order(spec, rho)
 
 

@@ -30,9 +30,9 @@ def _broken(record) -> bool:
 _true_currents = _budgets._currents
 
 
-def _halved_currents(obs, lam, theta, reset):
+def _halved_currents(obs, model, reset):
     """T2's measured input currents, halved: the local interval shrinks below the observed states."""
-    return [(lo / 2, hi / 2) for lo, hi in _true_currents(obs, lam, theta, reset)]
+    return [(lo / 2, hi / 2) for lo, hi in _true_currents(obs, model, reset)]
 
 
 @one_thread

@@ -71,12 +71,20 @@ def test_fast_path_equals_plain_path(layers, reset, mode, inputs):
         torch.testing.assert_close(gf, gp, rtol=1e-10, atol=1e-12)
 
 
+def _neuron_kw(per_neuron: bool, n: int) -> dict:
+    """lam 0.8 and theta 0.7, or per-neuron tensors around them (n neurons)."""
+    if not per_neuron:
+        return dict(lam=0.8, theta=0.7)
+    return dict(lam=torch.linspace(0.5, 0.95, n, dtype=torch.double), theta=torch.linspace(1.1, 0.4, n, dtype=torch.double))
+
+
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["shared", "per-neuron"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("reset", RESETS)
-def test_lif_recurrence_is_bit_equal_and_gradients_match(reset, mode):
+def test_lif_recurrence_is_bit_equal_and_gradients_match(reset, mode, per_neuron):
     g = torch.Generator().manual_seed(0)
     currents = (2 * torch.rand(3, 6, 5, generator=g, dtype=torch.double) - 0.5).requires_grad_()
-    kw = dict(lam=0.8, theta=0.7, beta=2.0, reset=reset, mode=mode)
+    kw = dict(**_neuron_kw(per_neuron, 5), beta=2.0, reset=reset, mode=mode)
     u_f, s_f = _fast.lif(currents, **kw)
     u_p, s_p = plain_lif(currents, **kw)
     assert torch.equal(u_f, u_p) and torch.equal(s_f, s_p)
@@ -91,13 +99,14 @@ def test_lif_recurrence_is_bit_equal_and_gradients_match(reset, mode):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["shared", "per-neuron"])
 @pytest.mark.parametrize("reset", RESETS)
-def test_lif_function_gradcheck_and_gradgradcheck(reset):
+def test_lif_function_gradcheck_and_gradgradcheck(reset, per_neuron):
     g = torch.Generator().manual_seed(2)
     currents = (2 * torch.rand(2, 5, 3, generator=g, dtype=torch.double)).requires_grad_()
 
     def f(c):
-        return _fast.lif(c, lam=0.8, theta=0.7, beta=2.0, reset=reset, mode="smooth")
+        return _fast.lif(c, **_neuron_kw(per_neuron, 3), beta=2.0, reset=reset, mode="smooth")
 
     assert torch.autograd.gradcheck(f, (currents,))
     assert torch.autograd.gradgradcheck(f, (currents,))
@@ -106,9 +115,9 @@ def test_lif_function_gradcheck_and_gradgradcheck(reset):
 def test_lif_inplace_and_differentiable_backwards_agree():
     """The no-grad backward (in place) and the create_graph one (out of place) are the same formulas."""
     g = torch.Generator().manual_seed(3)
-    for reset, mode in itertools.product(RESETS, MODES):
+    for reset, mode, per_neuron in itertools.product(RESETS, MODES, (False, True)):
         currents = (2 * torch.rand(2, 5, 3, generator=g, dtype=torch.double)).requires_grad_()
-        u, s = _fast.lif(currents, lam=0.8, theta=0.7, beta=2.0, reset=reset, mode=mode)
+        u, s = _fast.lif(currents, **_neuron_kw(per_neuron, 3), beta=2.0, reset=reset, mode=mode)
         gu, gs = torch.randn(2, 2, 5, 3, generator=g, dtype=torch.double)
         outs, grads = ((u, s), (gu, gs)) if mode != "hard" else ((u,), (gu,))
         plain = torch.autograd.grad(outs, currents, grads, retain_graph=True)[0]

@@ -137,6 +137,68 @@ def test_snntorch_conv_logits_equal():
     torch.testing.assert_close(z, _snntorch_forward(net, x), rtol=0, atol=LOGIT_TOL)
 
 
+def _spread(n, centre: float, width: float, seed: int) -> torch.Tensor:
+    """n values in centre +- width/2 (per-neuron leaks or thresholds)."""
+    g = torch.Generator().manual_seed(seed)
+    return centre + width * (torch.rand(n, generator=g) - 0.5)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("neurons", ["layer", "neuron"])
+def test_snntorch_layer_and_neuron_values_logits_equal(reset, neurons):
+    """Two hidden layers with their own beta and threshold (per layer, or per neuron): each layer keeps its own."""
+    snn = _snntorch()
+    torch.manual_seed(0)
+
+    def leaky(beta: float, threshold: float, seed: int):
+        if neurons == "neuron":
+            b, th = _spread(H, beta, 0.1, seed), _spread(H, threshold, 0.4, seed + 1)
+        else:
+            b, th = torch.full((H,), beta), torch.full((H,), threshold)
+        return snn.Leaky(beta=b, threshold=th, init_hidden=True, reset_mechanism=reset)
+
+    net = nn.Sequential(nn.Linear(N_IN, H), leaky(0.9, 1.0, 1), nn.Linear(H, H), leaky(0.7, 0.5, 3), nn.Linear(H, C))
+    with torch.no_grad():
+        net[2].weight.mul_(2)
+    graph = _snntorch_export(net, torch.rand(1, N_IN))
+    x = _dense_input()
+    model = from_nir(graph, dt=1e-4, reset=reset, T=T)
+    cfg = model.config
+    if neurons == "layer":
+        assert cfg.lam == pytest.approx([0.9, 0.7], rel=1e-6) and cfg.theta == pytest.approx([1.0, 0.5], rel=1e-6)
+    else:
+        assert [len(v) for v in cfg.lam] == [H, H] and [len(v) for v in cfg.theta] == [H, H]
+        np.testing.assert_allclose(cfg.lam[1], net[3].beta.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(cfg.theta[0], net[1].threshold.numpy(), rtol=1e-6)
+    z, rates = _ours(model, x)
+    _assert_active(rates)
+    torch.testing.assert_close(z, _snntorch_forward(net, x), rtol=0, atol=LOGIT_TOL)
+    # the negative control: one layer's values for both layers changes the logits
+    uniform = SNN(SNNConfig(**{**cfg.to_dict(), "lam": 0.9, "theta": 1.0}))
+    uniform.load_state_dict(model.state_dict())
+    assert (_ours(uniform, x)[0] - z).abs().max() > 100 * LOGIT_TOL
+
+
+def test_snntorch_conv_per_neuron_values_logits_equal():
+    snn = _snntorch()
+    torch.manual_seed(0)
+    shape = (4, 8, 8)
+    g = torch.Generator().manual_seed(2)
+    beta, threshold = 0.75 + 0.2 * torch.rand(shape, generator=g), 0.7 + 0.6 * torch.rand(shape, generator=g)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1),
+                        snn.Leaky(beta=beta, threshold=threshold, init_hidden=True, reset_mechanism="zero"),
+                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    graph = _snntorch_export(net, torch.rand(1, 2, 8, 8))
+    x = (torch.rand(B, T, 2, 8, 8) < 0.3).float()
+    model = from_nir(graph, dt=1e-4, reset="zero", T=T)
+    np.testing.assert_allclose(np.reshape(model.config.lam[0], shape), beta.numpy(), rtol=1e-6)
+    z, rates = _ours(model, x)
+    _assert_active(rates)
+    torch.testing.assert_close(z, _snntorch_forward(net, x), rtol=0, atol=LOGIT_TOL)
+
+
 def test_wrong_reset_flag_gives_mismatches():
     """The negative control: the file cannot say its reset, and the wrong guess changes the spikes."""
     x = _dense_input()
@@ -335,6 +397,49 @@ def _through_snntorch(reset: str) -> tuple[torch.Tensor, torch.Tensor]:
     z, rates = _ours(model, x)
     _assert_active(rates)
     return z, _time_mean(_stateful(net), x)
+
+
+def _per_neuron_model(reset: str = "zero", theta_per_neuron: bool = True) -> SNN:
+    """_conv_model with per-neuron lam (and theta) in the conv layer and its own in the dense layer."""
+    base = _conv_model(reset)
+    rng = np.random.default_rng(4)
+    lam = [float(v) for v in rng.uniform(0.7, 0.95, 256)]
+    theta = [float(v) for v in rng.uniform(0.6, 1.4, 256)] if theta_per_neuron else 1.2
+    cfg = SNNConfig(**{**base.config.to_dict(), "lam": [lam, 0.6], "theta": [theta, 0.8]})
+    model = SNN(cfg).eval()
+    model.load_state_dict(base.state_dict())
+    return model
+
+
+def test_per_neuron_model_round_trips_through_to_nir_and_snntorch(tmp_path):
+    model = _per_neuron_model()
+    path = tmp_path / "model.nir"
+    nir.write(path, to_nir(model))
+    back = from_nir(path, dt=1e-4, reset="zero", T=T)
+    np.testing.assert_allclose(back.config.lam[0], model.config.lam[0], rtol=1e-12)
+    assert back.config.lam[1] == pytest.approx(0.6, rel=1e-12) and back.config.theta == model.config.theta
+    x = _frames()
+    z, rates = _ours(model, x)
+    _assert_active(rates)
+    assert torch.equal(_ours(back, x)[0], z)
+    _snntorch()
+    from snntorch import utils
+    from snntorch.import_nir import import_from_nir
+
+    # snnTorch's importer takes per-neuron tau but refuses per-neuron v_threshold ("v_threshold must be same
+    # for all neurons"): a model with one threshold per layer
+    model = _per_neuron_model(theta_per_neuron=False)
+    z, rates = _ours(model, x)
+    _assert_active(rates)
+    graph = to_nir(model)
+    for node in graph.nodes.values():
+        if isinstance(node, nir.Flatten):
+            node.start_dim += 1  # snnTorch's importer flattens the batch dimension too (NIR.md)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = import_from_nir(graph)
+    utils.reset(net)
+    torch.testing.assert_close(z, _time_mean(_stateful(net), x), rtol=0, atol=LOGIT_TOL)
 
 
 def test_round_trip_through_snntorch_import():

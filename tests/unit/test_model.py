@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch.func import functional_call, jvp, vmap
 
-from sast.model import SNN, SNNConfig
+from sast.model import SNN, SNNConfig, parse_layers
 from sast.neuron import hfsb_spike, lif
 
 
-def tiny(layers, reset="zero", input_shape=(2, 5, 5), T=3, beta=2.0, seed=0, num_classes=3):
+def tiny(layers, reset="zero", input_shape=(2, 5, 5), T=3, beta=2.0, seed=0, num_classes=3, neurons="shared"):
+    """A float64 model; ``neurons``: lam and theta shared, one per spiking layer, or per neuron."""
     torch.manual_seed(seed)
-    cfg = SNNConfig(input_shape=input_shape, layers=layers, T=T, lam=0.8, theta=0.7, beta=beta, reset=reset,
+    lam, theta = 0.8, 0.7
+    if neurons != "shared":
+        widths = [spec.width for spec in parse_layers(layers, input_shape) if spec.spiking]
+        gen = np.random.default_rng(seed)
+        if neurons == "layer":
+            lam, theta = [float(v) for v in gen.uniform(0.5, 0.95, len(widths))], [float(v) for v in 0.7 * gen.uniform(0.6, 1.4, len(widths))]
+        else:
+            lam = [[float(v) for v in gen.uniform(0.5, 0.95, n)] for n in widths]
+            theta = [[float(v) for v in 0.7 * gen.uniform(0.6, 1.4, n)] for n in widths]
+    cfg = SNNConfig(input_shape=input_shape, layers=layers, T=T, lam=lam, theta=theta, beta=beta, reset=reset,
                     num_classes=num_classes)
     return SNN(cfg).double()
 
@@ -77,11 +89,13 @@ def _reference_hard(model: SNN, x: np.ndarray) -> np.ndarray:
                 else:
                     cur = _ref_conv(a, wgt, bias, spec.stride, spec.padding)
                 u_prev, s_prev = states.get(spec.index, (np.zeros_like(cur), np.zeros_like(cur)))
+                lam, theta = (np.asarray(cfg.neuron_values(name)[spec.index], dtype=float).reshape(
+                    cur.shape if isinstance(cfg.neuron_values(name)[spec.index], list) else ()) for name in ("lam", "theta"))
                 if cfg.reset == "zero":
-                    u = cfg.lam * u_prev * (1 - s_prev) + cur
+                    u = lam * u_prev * (1 - s_prev) + cur
                 else:
-                    u = cfg.lam * u_prev - cfg.theta * s_prev + cur
-                s = (u > cfg.theta).astype(float)
+                    u = lam * u_prev - theta * s_prev + cur
+                s = (u > theta).astype(float)
                 states[spec.index] = (u, s)
                 a = s
             readout_sum = readout_sum + model.readout.weight.detach().numpy() @ a.reshape(-1) + \
@@ -90,10 +104,11 @@ def _reference_hard(model: SNN, x: np.ndarray) -> np.ndarray:
     return np.stack(logits)
 
 
+@pytest.mark.parametrize("neurons", ["shared", "layer", "neuron"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("layers", ARCHS)
-def test_hard_mode_matches_independent_loop(layers, reset):
-    model = tiny(layers, reset, seed=3)
+def test_hard_mode_matches_independent_loop(layers, reset, neurons):
+    model = tiny(layers, reset, seed=3, neurons=neurons)
     with torch.no_grad():  # weights with a positive mean, so that every layer fires and resets
         for p in model.parameters():
             p.normal_(0.2, 1.0)
@@ -197,6 +212,10 @@ def test_trace_shapes_and_membrane_recurrence():
         (dict(beta=0.0), "beta"),
         (dict(reset="soft"), "reset"),
         (dict(T=0), "T must"),
+        (dict(lam=[0.5, 0.6]), r"lam has 2 entries, expected one per spiking layer \(1\)"),
+        (dict(theta=[[1.0, 1.0]]), r"theta\[0\] has 2 values, expected one per neuron of spiking layer 1 \(4\)"),
+        (dict(theta=[[1.0, 1.0, -1.0, 1.0]]), r"theta\[0\] must be > 0"),
+        (dict(lam=[float("nan")]), r"lam\[0\] must lie in \[0, 1\)"),
     ],
 )
 def test_config_errors_are_one_line(kwargs, match):
@@ -218,6 +237,31 @@ def test_forward_rejects_wrong_shape_and_mode():
 def test_config_round_trip():
     cfg = SNNConfig(input_shape=(2, 5, 5), layers=["conv:2:3", "dense:4"], T=3, reset="subtract")
     assert SNNConfig.from_dict(cfg.to_dict()) == cfg
+    per_neuron = tiny(["conv:2:3", "dense:4"], neurons="neuron").config
+    assert SNNConfig.from_dict(json.loads(json.dumps(per_neuron.to_dict()))) == per_neuron
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_per_neuron_values_equal_to_one_number_give_the_same_model(reset):
+    x = 2 * torch.rand(2, 3, 2, 5, 5, dtype=torch.double)
+    layers = ["conv:2:3:2", "dense:4"]
+    shared = tiny(layers, reset, seed=1)
+    spread = SNN(SNNConfig(**{**shared.config.to_dict(), "lam": [[0.8] * 18, 0.8], "theta": [0.7, [0.7] * 4]})).double()
+    spread.load_state_dict(shared.state_dict())
+    for mode in ("smooth", "hard"):
+        assert torch.equal(shared(x, mode), spread(x, mode))
+    assert spread.config.neuron_pairs() == [[(0.8, 0.7)], [(0.8, 0.7)]]
+
+
+@pytest.mark.parametrize("neurons", ["layer", "neuron"])
+def test_smooth_gradcheck_with_layer_and_neuron_values(neurons):
+    model = tiny(["conv:2:3:2", "dense:3"], "subtract", T=2, neurons=neurons)
+    x = torch.rand(1, 2, 2, 5, 5, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: model(x, "smooth"), (x,))
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
+    f = lambda *ps: functional_call(model, dict(zip(names, ps)), (x.detach(),))  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, params)
 
 
 def test_init_scale_multiplies_the_spiking_weights_only():

@@ -489,3 +489,78 @@ def test_bound_fields_become_plain_json_types():
     assert b.details == {"n": 3, "kappa": [0.5, None], "per": [0.25, None], "1": [7]}
     assert type(b.details["n"]) is int and type(b.details["1"][0]) is int and type(b.details["per"][0]) is float
     assert json.loads(json.dumps(dataclasses.asdict(b), allow_nan=False)) == dataclasses.asdict(b)
+
+
+# ---------------------------------------------------------------------------
+# lam_l, theta_l per layer, and per neuron
+
+
+def two_layers(**over) -> ModelConstants:
+    base = dict(lam=(0.5, 0.9), theta=(1.0, 0.3), beta=2.0, reset="subtract", T=4, n=(2, 3), n_0=2, R=(1.5, 2.0),
+                R_inf=(2.0, 2.5), b_inf=(0.5, 0.2), b_norm=(0.6, 0.3), R_o=3.0, A=1.0, X_inf=1.0)
+    return ModelConstants(**{**base, **over})
+
+
+def _layer(c: ModelConstants, l: int) -> ModelConstants:
+    """Layer l of c alone as a one-layer model with its (lam_l, theta_l) and the same offset c_l."""
+    X_inf = c.X_inf if l == 0 else 1.0
+    return dataclasses.replace(c, lam=c.layer_lam(l), theta=c.layer_theta(l), n=(c.n[l],), R=(c.R[l],), R_inf=(c.R_inf[l],),
+                               b_inf=(c.b_inf[l],), b_norm=(c.b_norm[l],), X_inf=X_inf, neurons=None,
+                               kinds=(c.kinds[l],), m=(c.m[l],), P=(c.P[l],))
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_per_layer_values_give_each_layer_its_own_interval_and_kappa(reset: str) -> None:
+    c = two_layers(reset=reset)
+    t2, a4 = state_interval(c).details, contraction(c).details
+    for l in range(2):
+        alone = _layer(c, l)
+        assert t2["I"][l] == pytest.approx(state_interval(alone).details["I"][0], rel=1e-15)
+        assert a4["kappa"][l] == pytest.approx(contraction(alone).details["kappa"][0], rel=1e-15)
+        assert a4["gam"][l] == pytest.approx(contraction(alone).details["gam"][0], rel=1e-15)
+    # one number for both layers is the same as that number given per layer
+    shared = two_layers(reset=reset, lam=0.7, theta=0.8)
+    spread = two_layers(reset=reset, lam=(0.7, 0.7), theta=(0.8, 0.8))
+    for f in (state_interval, contraction, input_lipschitz, smoothness):
+        assert f(shared).value == f(spread).value
+
+
+def test_A1_names_the_layer_whose_values_fail() -> None:
+    b = assumption_A1(two_layers(lam=(0.5, 1.0)))
+    assert b.status != "ok" and b.reason == "lam = 1 not in [0, 1) in layer 2"
+    assert assumption_A1(two_layers(theta=(1.0, 0.0))).reason == "theta = 0 <= 0 in layer 2"
+
+
+def test_per_neuron_pairs_take_the_max_over_pairs_not_over_lam_and_theta_apart() -> None:
+    """Subtract, beta 4: kappa = max(lam, |lam - theta|). Pairs (0.9, 0.1) and (0.1, 3.0) give 0.9 and 2.9;
+    the per-coordinate maxima (0.9, 3.0) would give 2.1, below the second neuron's |g'|."""
+    pairs = ((0.1, 3.0), (0.9, 0.1))
+    c = two_layers(beta=4.0, lam=(0.9, 0.9), theta=(3.0, 0.3), neurons=(pairs, ((0.9, 0.3),)))
+    assert contraction(c).details["kappa"][0] == pytest.approx(2.9, rel=1e-15)
+    maxima = two_layers(beta=4.0, lam=(0.9, 0.9), theta=(3.0, 0.3))
+    assert contraction(maxima).details["kappa"][0] == pytest.approx(2.1, rel=1e-15)
+    # T2 (subtract): the lower end is the least over the pairs of -(c_l + theta) q(lam)
+    c_1 = c.R_inf[0] * c.X_inf + c.b_inf[0]
+    lo, hi = state_interval_at(c, c.T)[0]
+    assert lo == pytest.approx(min(-(c_1 + th) * kappa_sum(la, c.T) for la, th in pairs), rel=1e-15)
+    assert hi == pytest.approx(c_1 * kappa_sum(0.9, c.T), rel=1e-15)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_per_neuron_kappa_bounds_every_neuron_on_the_layer_interval(reset: str) -> None:
+    pairs = ((0.3, 1.5), (0.6, 0.4), (0.85, 0.9))
+    c = two_layers(reset=reset, lam=(0.85, 0.9), theta=(1.5, 0.3), neurons=(pairs, ((0.9, 0.3),)))
+    a4 = contraction(c).details
+    lo, hi = a4["I"][0]
+    for lam, theta in pairs:
+        true = _dense_sup(lambda u: g_derivative(u, 1, lam, theta, c.beta, reset), lo, hi)
+        assert true <= a4["kappa"][0] * (1 + 1e-12)
+    best = max(_dense_sup(lambda u: g_derivative(u, 1, la, th, c.beta, reset), lo, hi) for la, th in pairs)
+    assert a4["kappa"][0] <= best * (1 + 1e-3)  # rigorous, and close: the grid correction is small
+
+
+def test_neurons_must_agree_with_the_per_layer_maxima() -> None:
+    with pytest.raises(ValueError, match="largest lam and theta"):
+        two_layers(lam=(0.8, 0.9), theta=(3.0, 0.3), neurons=(((0.1, 3.0), (0.9, 0.1)), ((0.9, 0.3),)))
+    with pytest.raises(ValueError, match=r"neurons\[0\]"):
+        two_layers(neurons=((), ((0.9, 0.3),)))
