@@ -317,6 +317,56 @@ def _zero_reset_sups(lo: float, hi: float, lam: float, theta: float, beta: float
     return kappa, kappa_grid, h_used, gam, gam_grid
 
 
+_SCREEN_MIN_PAIRS = 8  # a layer with more distinct thetas than this is screened first
+_SCREEN_LEVELS = (2**10 + 1, 2**13 + 1, 2**16 + 1)  # the screening grids, coarse to fine
+_SCREEN_ELEMENTS = 2**21  # grid values per array at once (16 MB of float64)
+
+
+@functools.lru_cache(maxsize=16)  # A4, T3, T4 and T5 at one w ask for the same layer's pairs
+def _zero_reset_candidates(lo: float, hi: float, pairs: tuple[tuple[float, float], ...],
+                           beta: float) -> tuple[tuple[float, float], ...]:
+    """The pairs whose fine sups give a layer's kappa_l and gam_l on [lo, hi] (zero reset), exactly.
+
+    A layer with per-neuron values may have thousands of distinct pairs, and each pair's rigorous
+    sup takes a fine grid. Two reductions lose nothing:
+
+    1. g' and g'' of the zero reset are lam times a function of (u, theta), and so is
+       :func:`_grid_sup`'s bound (grid max and slope both scale with lam): of the pairs that share a
+       theta, the one with the largest lam has the largest bound. One pair per distinct theta.
+    2. Where many thetas remain, a coarse grid for all of them bounds each pair's sup from above
+       (grid max + h slope/2) and from below (the grid max: values of the function). A pair whose
+       upper bound is below another's lower bound cannot hold the layer's max, so the max of the
+       kept pairs' fine sups still bounds every pair's true sup (tests/unit/test_theory_bounds.py).
+       Finer grids then screen the pairs that are left.
+    """
+    top: dict[float, float] = {}
+    for lam, theta in pairs:
+        top[theta] = max(lam, top.get(theta, lam))
+    pairs = tuple((lam, theta) for theta, lam in sorted(top.items()))
+    if hi <= lo:
+        return pairs
+    B = max(abs(lo), abs(hi))
+    for points in _SCREEN_LEVELS:  # finer grids for fewer pairs, until few are left
+        if len(pairs) <= _SCREEN_MIN_PAIRS:
+            break
+        u = np.linspace(lo, hi, points)[None, :]
+        h_eff = (hi - lo) / (points - 1)
+        step = max(1, _SCREEN_ELEMENTS // points)
+        upper, lower = np.empty((2, len(pairs))), np.empty((2, len(pairs)))
+        for i in range(0, len(pairs), step):
+            chunk = pairs[i : i + step]
+            lam = np.array([p[0] for p in chunk])[:, None]
+            theta = np.array([p[1] for p in chunk])[:, None]
+            for order in (1, 2):
+                grid = np.abs(g_derivative(u, order, lam, theta, beta, "zero")).max(axis=1)
+                slope = np.array([g_derivative_sup_bound(order + 1, a, b, beta, "zero", B) for a, b in chunk])
+                lower[order - 1, i : i + len(chunk)] = grid
+                upper[order - 1, i : i + len(chunk)] = grid + h_eff * slope / 2.0
+        keep = (upper >= lower.max(axis=1, keepdims=True)).any(axis=0)
+        pairs = tuple(p for p, k in zip(pairs, keep) if k)
+    return pairs
+
+
 def contraction(c: ModelConstants, h: float | None = None) -> Bound:
     """A4: kappa_l = sup_{u in I_l} |g'(u)| (rigorous upper bound) per layer, I_l from T2; value = max_l kappa_l.
 
@@ -342,7 +392,8 @@ def contraction(c: ModelConstants, h: float | None = None) -> Bound:
     for l, (lo, hi) in enumerate(I):
         B = max(abs(lo), abs(hi))
         per_pair = []  # a layer with per-neuron values: kappa_l, gam_l are the max over its pairs
-        for lam, theta in c.neurons[l]:
+        pairs = c.neurons[l] if reset == "subtract" else _zero_reset_candidates(lo, hi, c.neurons[l], beta)
+        for lam, theta in pairs:
             crude = g_derivative_sup_bound(1, lam, theta, beta, reset, B)
             if reset == "subtract":
                 per_pair.append((crude, g_derivative_sup_bound(2, lam, theta, beta, reset), 0.0, crude, 0.0, 0.0,
@@ -353,7 +404,7 @@ def contraction(c: ModelConstants, h: float | None = None) -> Bound:
         top = max(per_pair, key=lambda p: p[0])
         details["kappa"].append(top[0])
         details["gam"].append(max(p[1] for p in per_pair))
-        details["kappa_crude"].append(max(p[3] for p in per_pair))
+        details["kappa_crude"].append(max(g_derivative_sup_bound(1, lam, theta, beta, reset, B) for lam, theta in c.neurons[l]))
         details["h"].append(max(p[2] for p in per_pair))
         if reset == "zero":
             details.setdefault("kappa_grid", []).append(max(p[4] for p in per_pair))

@@ -564,3 +564,25 @@ def test_neurons_must_agree_with_the_per_layer_maxima() -> None:
         two_layers(lam=(0.8, 0.9), theta=(3.0, 0.3), neurons=(((0.1, 3.0), (0.9, 0.1)), ((0.9, 0.3),)))
     with pytest.raises(ValueError, match=r"neurons\[0\]"):
         two_layers(neurons=((), ((0.9, 0.3),)))
+
+
+def test_screening_many_pairs_gives_the_sup_of_computing_every_pair() -> None:
+    """A layer with hundreds of (lam, theta) pairs is screened on a coarse grid first; kappa_l and gam_l
+    must still bound every pair's own rigorous sup, and equal the largest of them up to the fine grid."""
+    rng = np.random.default_rng(0)
+    pairs = tuple((float(a), float(b)) for a, b in zip(rng.uniform(0.5, 0.95, 300), rng.uniform(0.5, 2.0, 300)))
+    lam, theta = max(p[0] for p in pairs), max(p[1] for p in pairs)
+    c = two_layers(reset="zero", lam=(lam, 0.9), theta=(theta, 0.3), neurons=(pairs, ((0.9, 0.3),)))
+    a4 = contraction(c).details
+    lo, hi = a4["I"][0]
+    own = [bounds_zero_sups(lo, hi, a, b, c.beta) for a, b in pairs]
+    assert a4["kappa"][0] == pytest.approx(max(k for k, _ in own), rel=1e-12)
+    assert a4["gam"][0] == pytest.approx(max(g for _, g in own), rel=1e-12)
+    assert a4["kappa_crude"][0] == pytest.approx(lam * (1 + max(abs(lo), hi) * c.beta / 4), rel=1e-12)
+
+
+def bounds_zero_sups(lo: float, hi: float, lam: float, theta: float, beta: float) -> tuple[float, float]:
+    from theory.bounds import _zero_reset_sups
+
+    kappa, _, _, gam, _ = _zero_reset_sups(lo, hi, lam, theta, beta, None)
+    return kappa, gam
