@@ -82,11 +82,24 @@ def si(value: float | None, missing: str = NOT_MEASURED) -> str:
     return num(value)
 
 
+LONG_LIST = 16
+"""A list of more numbers than this (per-neuron lam or theta) is shown as its count and range."""
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        if len(value) > LONG_LIST and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return f"{len(value)} values in [{min(value):g}, {max(value):g}]"
+        return [_shorten(v) for v in value]
+    return value
+
+
 def plain(value: Any) -> str:
-    """A config value as text: strings as they are, anything else as compact JSON."""
+    """A config value as text: strings as they are, anything else as compact JSON (a long list of
+    numbers, such as per-neuron values, as its count and range)."""
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(_shorten(value), ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)

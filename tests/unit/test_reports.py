@@ -379,3 +379,10 @@ def test_slack_text_is_honest() -> None:
     assert all("inf" not in fmt.slack_text(b, e) and "∞" not in fmt.slack_text(b, e)
                for b, e in ((1.0, 0.0), (1e300, 1e-300), (0.0, 1.0)))
     assert fmt.num(123456.0) == "1.23e5" and fmt.num(0.000123) == "0.000123" and fmt.num(None) == "not measured"
+
+
+def test_per_neuron_values_are_shown_as_count_and_range() -> None:
+    lam = [[0.7 + 0.001 * i for i in range(200)], 0.8]
+    assert fmt.plain(lam) == '["200 values in [0.7, 0.899]", 0.8]'
+    assert fmt.plain([0.9, 0.8]) == "[0.9, 0.8]"  # short lists as they are
+    assert fmt.plain(["conv:8:3:2"] * 20) == json.dumps(["conv:8:3:2"] * 20)  # only numbers are summarised
