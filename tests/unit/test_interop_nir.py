@@ -332,7 +332,22 @@ def test_spikingjelly_lif_export(decay_input):
     z, rates = _ours(model, x)
     _assert_active(rates)
     functional.reset_net(net)
-    torch.testing.assert_close(z, _time_mean(net, x), rtol=0, atol=LOGIT_TOL)
+    theirs = _time_mean(net, x)
+    torch.testing.assert_close(z, theirs, rtol=0, atol=LOGIT_TOL)
+    # the negative controls: the wrong reset, or the wrong dt, gives other logits
+    for wrong in (from_nir(graph, dt=1e-4, reset="subtract", T=T), from_nir(graph, dt=0.5e-4, reset="zero", T=T)):
+        assert (_ours(wrong, x)[0] - theirs).abs().max() > 100 * LOGIT_TOL
+
+
+def test_norse_wrong_reset_or_dt_gives_mismatches():
+    """Norse's negative controls: its LIFBox resets to 0, and its time constants are meant for dt = 1e-3."""
+    graph = _norse_graph(v_leak=0.0)
+    x = _dense_input()
+    theirs = _norse_forward(graph, x, dt=1e-3)
+    for dt, reset in ((1e-3, "subtract"), (1e-4, "zero")):
+        z, rates = _ours(from_nir(graph, dt=dt, reset=reset, T=T), x)
+        _assert_active(rates)
+        assert (z - theirs).abs().max() > 100 * LOGIT_TOL, (dt, reset)
 
 
 def _conv_model(reset: str = "zero", seed: int = 0) -> SNN:
