@@ -12,7 +12,9 @@ Leaky detaches its reset signal, so its gradient drops the d(reset)/du term; Spi
 LIFNode with detach_reset=False is exact). The GEMM floor is the dense products alone:
 each layer's forward product and weight gradient, the input gradient of every layer after
 the first, and the readout's products, on tensors made beforehand. Ratios are to the floor,
-paired by round (bench/_common.py).
+paired by round (bench/_common.py). The recurrence between the products is memory-bound: a
+second table gives ratios to ``floor+stream``, the GEMM floor plus ``STREAM_PASSES`` passes over
+every layer's (B, T, n) state, the traffic no implementation of the step avoids.
 
 Contenders: ``sast-plain`` (layer by layer, one matmul for all T, the plain recurrence),
 ``sast-fast`` (the default: sparse first-layer products, one autograd node for the
@@ -203,6 +205,42 @@ def gemm_floor(model: SNN, x: torch.Tensor) -> Callable[[], None]:
     return floor
 
 
+STREAM_PASSES = 7
+"""Passes over each spiking layer's (B, T, n) state that a training step cannot avoid: the forward reads
+the currents I and writes u and s (saved for the backward); the backward reads u, s and the incoming
+gradient of s and writes the gradient of I. A fused recurrence still streams these 7 x 4 bytes per
+neuron and step through memory, at the machine's bandwidth, besides the GEMMs."""
+
+
+def stream_floor(model: SNN, x: torch.Tensor) -> Callable[[], None]:
+    """The LIF recurrence's unavoidable memory traffic alone: per spiking layer, 3 copies and 1 sum of a
+    (B, T, n) tensor (STREAM_PASSES passes), on tensors made here."""
+    B, T = x.shape[:2]
+    pairs = [(torch.rand(B, T, spec.width, dtype=model.readout.weight.dtype, device=x.device),
+              torch.empty(B, T, spec.width, dtype=model.readout.weight.dtype, device=x.device))
+             for spec in model.spiking_specs]
+
+    def stream() -> None:
+        for src, dst in pairs:
+            for _ in range(3):
+                dst.copy_(src)
+            dst.sum()
+
+    return stream
+
+
+def bandwidth_floor(model: SNN, x: torch.Tensor) -> Callable[[], None]:
+    """The GEMM floor and the stream floor, one after the other: what a step that fuses the recurrence
+    into the fewest passes over memory would still cost (the reference for the memory-bound part)."""
+    gemm, stream = gemm_floor(model, x), stream_floor(model, x)
+
+    def both() -> None:
+        gemm()
+        stream()
+
+    return both
+
+
 # --------------------------------------------------------------------------- steps and checks
 
 
@@ -294,7 +332,7 @@ def run(*, layers: list[str] | None = None, input_shape: tuple[int, ...] = DEMO_
             print(f"{name} left out: {c['error']}", file=sys.stderr)
             del forwards[name]
     params = list(model.parameters())
-    fns: dict[str, Callable[[], Any]] = {"floor": gemm_floor(model, x)}
+    fns: dict[str, Callable[[], Any]] = {"floor": gemm_floor(model, x), "floor+stream": bandwidth_floor(model, x)}
     fns.update({name: sgd_step_fn(f, params, x, y) for name, f in forwards.items()})
     if progress:
         print(f"timing {', '.join(fns)} ({rounds} rounds)", file=sys.stderr)
@@ -303,6 +341,7 @@ def run(*, layers: list[str] | None = None, input_shape: tuple[int, ...] = DEMO_
         timing = round_robin(fns, rounds=rounds, warmup=2 if compile else 1, device=device, budget_s=budget_s)
     summary = timing.summary("floor")
     return {
+        "vs_bandwidth_floor": timing.summary("floor+stream"),
         "network": {"layers": list(model.config.layers), "input_shape": list(input_shape), "T": T, "batch": batch,
                     "density": density, "reset": model.config.reset, "beta": model.config.beta,
                     "device": device, "measured_density": float((x != 0).float().mean())},
@@ -337,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     net = res["network"]
     print_table(f"SGD step, {net['layers']} on {net['input_shape']}, T={net['T']}, batch {net['batch']}, "
                 f"density {net['measured_density']:.3f}, {net['device']}", res["timing"], "floor")
+    print_table("the same, as ratios to the GEMM floor plus the recurrence's unavoidable memory traffic "
+                f"({STREAM_PASSES} passes over each layer's (B, T, n) state)", res["vs_bandwidth_floor"], "floor+stream")
     print("\nsame function (float64, vs sast-plain): max |logit diff|, gradient relative error")
     for name, c in res["checks"].items():
         if "error" in c:

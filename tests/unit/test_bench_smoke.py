@@ -39,7 +39,8 @@ def test_round_robin_pairs_ratios_by_round():
 def test_train_step_bench_runs_and_contenders_compute_the_same_function(layers):
     res = step_bench.run(layers=layers, batch=4, rounds=2, density=0.2, check_batch=2, progress=False, **TINY)
     timing, checks = res["timing"], res["checks"]
-    assert {"floor", "sast-plain", "sast-fast", "sast-fast-dense"} <= set(timing)
+    assert {"floor", "floor+stream", "sast-plain", "sast-fast", "sast-fast-dense"} <= set(timing)
+    assert res["vs_bandwidth_floor"]["floor+stream"]["ratio"] == 1.0  # the second table's reference
     for name in ("sast-fast", "sast-fast-dense"):
         assert checks[name]["forward_max_abs_diff"] < 1e-12 and checks[name]["grad_rel_error"] < 1e-10
     if _have("spikingjelly"):  # exact gradient (detach_reset=False)
@@ -54,6 +55,7 @@ def test_gemm_floor_matches_the_layer_shapes():
     model = step_bench.demo_model(layers=["dense:8", "dense:4"], **TINY)
     x = step_bench.event_frames(4, 3, (2, 6, 6), 0.3)
     step_bench.gemm_floor(model, x)()  # runs: every product has matching shapes
+    step_bench.bandwidth_floor(model, x)()
 
 
 def test_sam_step_bench_runs():
