@@ -291,7 +291,8 @@ def child(spec: dict[str, Any]) -> int:
         with tempfile.TemporaryDirectory(prefix="checks-scale-") as tmp:
             path = Path(tmp) / "ckpt.pt"
             checkpoint.save(path, model, train_config=cfg.to_dict())
-            loaded = load_checkpoint(path, batch=spec["probe"], seed=0)
+            device = spec.get("device", "cpu")
+            loaded = load_checkpoint(path, batch=spec["probe"], seed=0, device=device)
             _emit("loaded", n_params=sum(p.numel() for p in loaded.model.parameters()),
                   probe_shape=list(loaded.probe[0].shape), input_density=float(loaded.probe[0].mean()),
                   threads=torch.get_num_threads(), seconds=time.perf_counter() - t0, rss_mb=rss_mb())
@@ -302,7 +303,9 @@ def child(spec: dict[str, Any]) -> int:
             t0, cpu0 = time.perf_counter(), cpu_seconds()
             with _memory.memory_budget(budget), _metered(spec["checks"]):
                 run_all(loaded, spec["checks"], progress=False)
-            _emit("done", seconds=time.perf_counter() - t0, cpu_seconds=cpu_seconds() - cpu0, maxrss_mb=maxrss_mb())
+            gpu = ({"gpu_peak_mb": torch.cuda.max_memory_allocated() / 2 ** 20} if device.startswith("cuda") else {})
+            _emit("done", seconds=time.perf_counter() - t0, cpu_seconds=cpu_seconds() - cpu0, maxrss_mb=maxrss_mb(),
+                  **gpu)
         return 0
     except BaseException as e:  # noqa: BLE001 (out of memory among them: say what happened, then stop)
         text = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
@@ -327,10 +330,11 @@ def _limit_data(mb: int | None) -> Callable[[], None] | None:
 
 
 def measure(config: Config, *, checks: Sequence[str], threads: int, timeout: float, max_memory_mb: int | None,
-            limit: int | None, cache_dir: str | None, log=sys.stderr) -> dict[str, Any]:
+            limit: int | None, cache_dir: str | None, device: str = "cpu", log=sys.stderr) -> dict[str, Any]:
     """Run one configuration in a fresh subprocess; its report, with ``status`` ok, timeout, out of memory or error."""
     spec = {"layers": config.layers, "T": config.T, "probe": config.probe, "checks": list(checks),
-            "threads": threads, "limit": limit, "cache_dir": cache_dir, "max_memory_mb": max_memory_mb}
+            "threads": threads, "limit": limit, "cache_dir": cache_dir, "max_memory_mb": max_memory_mb,
+            "device": device}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     events: list[dict[str, Any]] = []
 
@@ -369,6 +373,8 @@ def measure(config: Config, *, checks: Sequence[str], threads: int, timeout: flo
                        input_density=ev["input_density"])
         elif ev["event"] == "done":
             out.update(total_seconds=ev["seconds"], total_cpu_seconds=ev["cpu_seconds"], peak_rss_mb=ev["maxrss_mb"])
+            if "gpu_peak_mb" in ev:
+                out["gpu_peak_mb"] = ev["gpu_peak_mb"]
         elif ev["event"] == "error":
             out.update(status=ev["kind"], error=ev["message"], peak_rss_mb=ev["maxrss_mb"])
     if timed_out:
@@ -523,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
                         "checks' default budget)")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each configuration (0: torch's default)")
     p.add_argument("--cache-dir", default=None, help="frame cache (default: sast's)")
+    p.add_argument("--device", default="cpu", help="where the checks run: cpu, cuda or cuda:N (the figures then also "
+                                                   "give the GPU's peak allocated memory)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="the JSON of every figure")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -545,13 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     input_shape, num_classes = _prepare_frames(plan, plan.Ts if "T" in factors else [], args.cache_dir)
     configs = configurations(plan, factors, input_shape, num_classes)
     rows = [measure(c, checks=checks, threads=args.threads, timeout=args.timeout, max_memory_mb=max_memory,
-                    limit=plan.limit, cache_dir=args.cache_dir) for c in configs]
+                    limit=plan.limit, cache_dir=args.cache_dir, device=args.device) for c in configs]
     fits = exponents(rows, factors, checks)
     print(format_tables(rows, fits, checks))
     from bench._common import environment, write_json
 
     env = environment()
-    env.update(threads=args.threads or None, max_memory_mb=max_memory or None, load_average_start=load0)
+    env.update(threads=args.threads or None, max_memory_mb=max_memory or None, load_average_start=load0,
+               device=args.device)
     write_json(args.out, {"quick": args.quick, "plan": asdict(plan), "data": DATA, "checks": checks,
                           "factors": factors, "timeout_s": args.timeout, "environment": env, "configs": rows,
                           "exponents": fits, "seconds": time.perf_counter() - started})

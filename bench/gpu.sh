@@ -11,7 +11,11 @@
 # bench/train_step.py, including the sparse first layer, which is not the GPU default); the HVP
 # and top-eigenvalue (Lanczos vs PyHessian) timing; the live monitor's overhead on the demo's SF
 # and SAST runs (bench/monitor_overhead.py, default and full presets against --monitor off,
-# MON_EPOCHS epochs, MON_ROUNDS rounds: wall-time and self-timed shares).
+# MON_EPOCHS epochs, MON_ROUNDS rounds: wall-time and self-timed shares); and for the costs at a
+# realistic size: the conv training step against its GEMM floor, the floor plus the recurrence's
+# memory traffic, snnTorch and SpikingJelly (bench/train_step.py --conv); the live monitor on the
+# 3-conv-layer net (bench/monitor_overhead.py --net conv); checks.all on that net and its growth
+# with parameters, T and probe size (bench/checks_scale.py --device cuda, with the GPU's peak memory).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,9 +61,11 @@ fi
 if [ -n "$QUICK" ]; then
   BATCHES="8"; ROUNDS=2; HESS_ARGS=(--batch 8 --hvp-rounds 2 --eigen-rounds 1)
   MON_ARGS=(--epochs 1 --rounds 1 --limit 400)
+  CONV_BATCHES="4"; SCALE_ARGS=(--quick); CONV_MON_ARGS=(--epochs 1 --rounds 1 --limit 64)
 else
   BATCHES="128 1024"; HESS_ARGS=(--batch 128)
   MON_ARGS=(--epochs "$MON_EPOCHS" --rounds "$MON_ROUNDS")
+  CONV_BATCHES="32 256"; SCALE_ARGS=(--timeout 900); CONV_MON_ARGS=(--epochs "$MON_EPOCHS" --rounds 1)
 fi
 for B in $BATCHES; do
   step "train_step_b$B" "$PY" bench/train_step.py --device "$DEVICE" --batch "$B" --rounds "$ROUNDS" \
@@ -67,6 +73,13 @@ for B in $BATCHES; do
   step "train_step_b${B}_compile" "$PY" bench/train_step.py --device "$DEVICE" --batch "$B" --rounds "$ROUNDS" \
     --compile --no-libraries --json "$OUT/train_step_b${B}_compile.json"
 done
+for B in $CONV_BATCHES; do
+  step "train_step_conv_b$B" "$PY" bench/train_step.py --conv --device "$DEVICE" --batch "$B" --rounds "$ROUNDS" \
+    --json "$OUT/train_step_conv_b$B.json"
+done
+step checks_scale "$PY" bench/checks_scale.py --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT/checks_scale.json"
+step monitor_overhead_conv "$PY" bench/monitor_overhead.py --net conv --methods sf --device "$DEVICE" \
+  "${CONV_MON_ARGS[@]}" --json "$OUT/monitor_overhead_conv.json"
 step hessian "$PY" bench/hessian.py --device "$DEVICE" "${HESS_ARGS[@]}" --json "$OUT/hessian.json"
 step monitor_overhead "$PY" bench/monitor_overhead.py --device "$DEVICE" "${MON_ARGS[@]}" \
   --json "$OUT/monitor_overhead.json"
@@ -88,7 +101,10 @@ for name, res in summary.items():
         e = res["eigen"]
         print(name, "hvp/grad", round(res["hvp"]["ratio"], 3),
               {k: (round(v["median_s"], 3), v["products_max"]) for k, v in e.items() if k != "reference"})
-    elif name == "monitor_overhead":
+    elif name == "checks_scale":
+        print(name, {f"{c['name']}": (round(c.get('total_seconds') or -1, 1), c.get('gpu_peak_mb'), c.get('status'))
+                     for c in res["configs"]})
+    elif name.startswith("monitor_overhead"):
         print(name, {f"{m} {p}": (f"wall {100 * f['wall_overhead']:+.1f}%", f"self {100 * f['self_timed']:.1f}%")
                      for m, r in res["methods"].items() for p, f in r["presets"].items()})
 EOF
