@@ -393,13 +393,14 @@ def test_to_nir_records_the_readout_and_reset(tmp_path):
     assert not lif.v_reset.any() and not lif.v_leak.any()
 
 
-def _through_snntorch(reset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Our logits and snnTorch's, for a conv model exported with to_nir and read back by import_from_nir."""
+def _through_snntorch(reset: str, model: SNN | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our logits and snnTorch's, for a conv model (``_conv_model(reset)`` unless given) exported with to_nir and
+    read back by import_from_nir."""
     _snntorch()
     from snntorch import utils
     from snntorch.import_nir import import_from_nir
 
-    model = _conv_model(reset)
+    model = _conv_model(reset) if model is None else model
     graph = to_nir(model)
     for node in graph.nodes.values():
         if isinstance(node, nir.Flatten):
@@ -437,24 +438,10 @@ def test_per_neuron_model_round_trips_through_to_nir_and_snntorch(tmp_path):
     z, rates = _ours(model, x)
     _assert_active(rates)
     assert torch.equal(_ours(back, x)[0], z)
-    _snntorch()
-    from snntorch import utils
-    from snntorch.import_nir import import_from_nir
-
     # snnTorch's importer takes per-neuron tau but refuses per-neuron v_threshold ("v_threshold must be same
     # for all neurons"): a model with one threshold per layer
-    model = _per_neuron_model(theta_per_neuron=False)
-    z, rates = _ours(model, x)
-    _assert_active(rates)
-    graph = to_nir(model)
-    for node in graph.nodes.values():
-        if isinstance(node, nir.Flatten):
-            node.start_dim += 1  # snnTorch's importer flattens the batch dimension too (NIR.md)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = import_from_nir(graph)
-    utils.reset(net)
-    torch.testing.assert_close(z, _time_mean(_stateful(net), x), rtol=0, atol=LOGIT_TOL)
+    z, theirs = _through_snntorch("zero", _per_neuron_model(theta_per_neuron=False))
+    torch.testing.assert_close(z, theirs, rtol=0, atol=LOGIT_TOL)
 
 
 def test_round_trip_through_snntorch_import():
