@@ -190,9 +190,18 @@ def g_derivative(u: ArrayLike, order: int, lam: float | ArrayLike, theta: float 
         return sigmoid(-v, beta) if k == 0 else -sigmoid_derivative(v, k, beta)
 
     if reset == "zero":
-        out = x * one_minus_sig(order)
+        # sig and 1 - sig once for both terms: the values sigmoid_derivative computes, bit for bit
+        bv = float(beta) * np.asarray(v, dtype=float)
+        sg, sc = expit(bv), expit(-bv)
+
+        def one_minus_sig_from(k: int) -> np.ndarray:
+            if k == 0:
+                return sc
+            return -(float(beta) ** k * sg * sc * np.polyval(_poly_cofactor_coeffs(k), sg))
+
+        out = x * one_minus_sig_from(order)
         if order >= 1:
-            out = out + order * one_minus_sig(order - 1)
+            out = out + order * one_minus_sig_from(order - 1)
         return lam * out
     if order == 0:
         return lam * x - theta * sigmoid(v, beta)

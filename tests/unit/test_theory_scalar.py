@@ -98,6 +98,21 @@ def test_zero_reset_leibniz_form(order: int) -> None:
     assert sp.simplify(scalar.g_derivative_expr(order, "zero") - leibniz) == 0
 
 
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+def test_zero_reset_g_derivative_is_the_leibniz_sum_of_sigmoid_derivatives(order: int) -> None:
+    """g_derivative shares sig and 1 - sig between its two terms: the same numbers, bit for bit, as the sum
+    built from sigmoid and sigmoid_derivative, per neuron values included."""
+    u = np.linspace(-40.0, 40.0, 100_001)[:, None]
+    lam, theta, beta = np.array([0.3, 0.9]), np.array([0.5, 2.0]), 3.0
+    v = u - theta
+
+    def one_minus(k: int) -> np.ndarray:
+        return scalar.sigmoid(-v, beta) if k == 0 else -scalar.sigmoid_derivative(v, k, beta)
+
+    want = u * one_minus(order) + (order * one_minus(order - 1) if order else 0.0)
+    assert np.array_equal(scalar.g_derivative(u, order, lam, theta, beta, "zero"), lam * want)
+
+
 @pytest.mark.parametrize("key", sorted(STATED_G_BOUND))
 def test_g_bound_derived_equals_stated(key: tuple[str, int]) -> None:
     reset, order = key
