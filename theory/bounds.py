@@ -330,9 +330,9 @@ def _zero_reset_candidates(lo: float, hi: float, pairs: tuple[tuple[float, float
     A layer with per-neuron values may have thousands of distinct pairs, and each pair's rigorous
     sup takes a fine grid. Two reductions lose nothing:
 
-    1. g' and g'' of the zero reset are lam times a function of (u, theta), and so is
-       :func:`_grid_sup`'s bound (grid max and slope both scale with lam): of the pairs that share a
-       theta, the one with the largest lam has the largest bound. One pair per distinct theta.
+    1. g' and g'' of the zero reset are lam times a function of (u, theta): of the pairs that share
+       a theta, the one with the largest lam has the largest sup, and its rigorous bound bounds the
+       others' sups too. One pair per distinct theta.
     2. Where many thetas remain, a coarse grid for all of them bounds each pair's sup from above
        (grid max + h slope/2) and from below (the grid max: values of the function). A pair whose
        upper bound is below another's lower bound cannot hold the layer's max, so the max of the
