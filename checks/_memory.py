@@ -17,6 +17,7 @@ The default budget is half the machine's physical memory (:func:`default_max_mem
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -87,15 +88,8 @@ def memory_budget(max_bytes: int | None) -> Iterator[None]:
 def hvp_graph_bytes(model: Any, samples: int) -> int:
     """The estimated memory of the kept graph of Hessian-vector products over ``samples`` probe samples."""
     cfg = model.config
-    states = cfg.T * (sum(spec.width for spec in model.spiking_specs) + int(_numel(cfg.input_shape)))
+    states = cfg.T * (sum(spec.width for spec in model.spiking_specs) + math.prod(cfg.input_shape))
     return HVP_BYTES_PER_STATE * states * int(samples)
-
-
-def _numel(shape: Any) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def check_fits(model: Any, samples: int, max_bytes: int, what: str) -> None:

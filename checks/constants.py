@@ -127,7 +127,8 @@ def model_constants(model: SNN, x: torch.Tensor, mode: str = "smooth") -> ModelC
     return ModelConstants(
         lam=tuple(max(a for a, _ in p) for p in pairs) if per_layer else cfg.lam,
         theta=tuple(max(b for _, b in p) for p in pairs) if per_layer else cfg.theta,
-        neurons=tuple(tuple(p) for p in pairs) if any(len(p) > 1 for p in pairs) else None, beta=cfg.beta, reset=cfg.reset, T=cfg.T, n=tuple(n),
+        neurons=tuple(tuple(p) for p in pairs) if any(len(p) > 1 for p in pairs) else None,
+        beta=cfg.beta, reset=cfg.reset, T=cfg.T, n=tuple(n),
         n_0=math.prod(cfg.input_shape), R=tuple(R), R_inf=tuple(R_inf), b_inf=tuple(b_inf), b_norm=tuple(b_norm),
         R_o=R_o, A=A, X_inf=X_inf, kinds=tuple(kinds), m=tuple(m), P=tuple(P), mode=mode,
     )

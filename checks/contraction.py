@@ -43,8 +43,8 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     cfg = model.config
     rec = bounds.contraction(constants if constants is not None else model_constants(model, x))
     us = states if states is not None else traces(model, x, "smooth")
-    kappa_emp = [float(abs(g_derivative(u.double().cpu().numpy(), 1, *model.neuron_numpy(l), cfg.beta, cfg.reset)).max())
-                 for l, u in enumerate(us)]
+    kappa_emp = [float(abs(g_derivative(u.double().cpu().numpy(), 1, *model.neuron_numpy(l), cfg.beta,
+                                        cfg.reset)).max()) for l, u in enumerate(us)]
     kappa = rec.details.get("kappa") or []
     details = {"kappa": kappa, "kappa_emp": kappa_emp, "kappa_crude": rec.details.get("kappa_crude"),
                "I": rec.details.get("I"), "mode": "smooth", **bound_details(rec)}

@@ -448,10 +448,11 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     delta = [0.0] * D if delta is None else [float(d) for d in delta]
     at_w = all(d == 0 for d in delta)
     layers, sups, spikes_up = [], [], []
+    neuron = [model.neuron_numpy(l, flat=True) for l in range(D)]  # per layer (lam, theta): numbers or (n_l,)
     for l in range(D):
         u, dl = obs.u[l], delta[l]
         B = len(u)
-        lam, theta = model.neuron_numpy(l, flat=True)
+        lam, theta = neuron[l]
         v = u - theta
         gp, gpp = _g_sup(u, 1, lam, theta, cfg, dl), _g_sup(u, 2, lam, theta, cfg, dl)
         if caps is not None:
@@ -474,8 +475,7 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
         lc, a = layers[l], inputs[l]
         lc.A = np.linalg.norm(a, axis=2).max(axis=1)
         gram = np.einsum("btk,bsk->bts", a, a) + 1.0 if spec.kind == "dense" else None
-        signed = (g_derivative(obs.u[l], 1, *model.neuron_numpy(l, flat=True), cfg.beta, cfg.reset) if at_w and l == D - 1
-                  else None)
+        signed = g_derivative(obs.u[l], 1, *neuron[l], cfg.beta, cfg.reset) if at_w and l == D - 1 else None
         rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, g_signed=signed)
         lc.K, lc.c = rec["K"], rec["c"]
         if norms and at_w:

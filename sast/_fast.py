@@ -249,8 +249,10 @@ def _adjoint_coefficients(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | 
         m = lam * (1 - s)
         if dsig is not None:
             m = m - lam * u * dsig
+    elif dsig is not None:
+        m = lam - theta * dsig
     else:
-        m = (lam.expand_as(u) if isinstance(lam, Tensor) else torch.full_like(u, lam)) if dsig is None else lam - theta * dsig
+        m = lam.expand_as(u) if isinstance(lam, Tensor) else torch.full_like(u, lam)
     return g, m
 
 
@@ -264,7 +266,8 @@ def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: T
 
     For the plain backward (no create_graph): each fresh (B, T, ...) temporary costs page faults
     on a CPU, which measured more than the arithmetic. M is returned as the float lam when it is
-    that constant (subtract reset, hard mode; per-neuron lam: that tensor, expanded). tests/unit/test_fast_path.py checks both versions.
+    that constant (subtract reset, hard mode; per-neuron lam: that tensor, expanded).
+    tests/unit/test_fast_path.py checks both versions.
     """
     one_minus_s = torch.sub(1, s) if (reset == "zero" or mode == "smooth") else None
     dsig: Tensor | None = None

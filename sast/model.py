@@ -311,7 +311,7 @@ class SNN(nn.Module):
         spec = self.spiking_specs[index]
         out = []
         for name in ("lam", "theta"):
-            value = self.config.neuron_values(name)[index]
+            value = self._neuron[index][name]
             if isinstance(value, list):
                 arr = np.asarray(value, dtype=np.float64)
                 out.append(arr if flat else arr.reshape(spec.out_shape))

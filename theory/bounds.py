@@ -158,14 +158,15 @@ def kappa_sum(kappa: float, T: float) -> float:
 
 def _a1_failures(c: ModelConstants) -> list[str]:
     fails = []
-    where = (lambda l: "") if c.D == 1 or (isinstance(c.lam, float) and isinstance(c.theta, float)) else (lambda l: f" in layer {l + 1}")
+    name_layer = c.D > 1 and not (isinstance(c.lam, float) and isinstance(c.theta, float))
     for l, layer in enumerate(c.neurons):
+        where = f" in layer {l + 1}" if name_layer else ""
         lams, thetas = [a for a, _ in layer], [b for _, b in layer]
         if not (0.0 <= min(lams) and max(lams) < 1.0):
             bad = max(lams) if max(lams) >= 1.0 else min(lams)
-            fails.append(f"lam = {bad:g} not in [0, 1){where(l)}")
+            fails.append(f"lam = {bad:g} not in [0, 1){where}")
         if not min(thetas) > 0.0:
-            fails.append(f"theta = {min(thetas):g} <= 0{where(l)}")
+            fails.append(f"theta = {min(thetas):g} <= 0{where}")
     fails = list(dict.fromkeys(fails))  # one number for all layers: one line, not D
     if not c.beta > 0.0:
         fails.append(f"beta = {c.beta:g} <= 0")

@@ -325,10 +325,8 @@ def _per_layer(plan: _Plan, name: str) -> float | list:
     """``lam`` or ``theta`` for ``SNNConfig``: one number where every LIF has the same (to float32 rounding),
     else one entry per spiking layer (a number, or the layer's per-neuron list)."""
     values = [getattr(m, name) for m in plan.lifs]
-    first = values[0]
-    if all(isinstance(v, float) for v in values) and all(
-            abs(v - first) <= _lif.FLOAT32_TOL * max(1.0, abs(first)) for v in values):
-        return first
+    if all(isinstance(v, float) for v in values) and _lif.spread(np.asarray(values)) <= _lif.FLOAT32_TOL:
+        return values[0]
     return values
 
 
