@@ -38,9 +38,7 @@ here asserts a time. ``--out`` writes every figure as JSON.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import functools
-import gc
 import importlib
 import json
 import math
@@ -206,12 +204,10 @@ def rss_mb() -> float | None:
 
 def _release_and_reset_peak() -> bool:
     """Hand freed memory back to the system, then reset the kernel's peak-RSS mark (Linux); False where it cannot."""
+    from checks import _memory
+
     _PEAK_BEFORE_RESETS_MB[0] = maxrss_mb()
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    _memory.release_freed()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # "5": reset VmHWM to the current RSS
         return True

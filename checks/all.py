@@ -27,6 +27,7 @@ from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
 from checks.constants import model_constants
+from checks.local import sharing_observations
 from checks import _memory, smoothness
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
@@ -84,8 +85,15 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
     ``certificate_steps``) goes to a module whose ``run`` takes them (T4's randomized certificate), and
     T6 gets the T4 result computed before it (its local L where the run's log has none), and T5
     T4's Lanczos extremes (the same operator, probe and seed: one Lanczos run, not two). The
-    constants of A1-A3 at w are computed once and passed to every check that takes ``constants``.
+    constants of A1-A3 at w are computed once and passed to every check that takes ``constants``, and the
+    local bounds of T4 and T5 share one observation of the model (``checks.local.sharing_observations``).
     """
+    with sharing_observations():  # T4's and T5's local bounds: one forward pass and one set of Jacobian Grams
+        return _run_each(loaded, names, seed=seed, progress=progress, local=local, certificate=certificate)
+
+
+def _run_each(loaded: Loaded, names: Sequence[str], *, seed: int, progress: bool, local: bool,
+              certificate: dict[str, Any] | None) -> list[CheckResult]:
     results: list[CheckResult] = []
     shared: dict[str, Any] = {}  # work done once and handed to every check that takes it
     for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
@@ -103,6 +111,7 @@ def run_all(loaded: Loaded, names: Sequence[str], *, seed: int = 0, progress: bo
             needs["t4_result"] = next((r for r in results if r.id == "T4"), None)
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
+        _memory.release_freed()  # the next check's peak should not sit on this one's freed temporaries
     return results
 
 

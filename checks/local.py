@@ -28,9 +28,12 @@ On the rho-ball around w (T5) every state-dependent constant is taken as a sup o
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -42,9 +45,15 @@ from sast.geometry import consumer, pools_before
 from sast.model import SNN
 from theory.scalar import g_derivative, g_derivative_sup_bound, sigmoid, sigmoid_derivative, sigmoid_derivative_sup
 
-# Per-neuron T x T recurrence matrices are built for this many (sample, neuron) pairs at once
-# (float64: 2^17 pairs x T^2 = 400 entries is 0.4 GB at T = 20).
-_PAIR_CHUNK = 2**16
+PAIR_CHUNK_BYTES = 32 * 2**20
+"""Memory of one (pairs, T, T) float64 stack of per-neuron recurrence matrices: they are built for this many
+(sample, neuron) pairs at once, whole samples at a time (a share of ``--max-memory`` where that is smaller;
+several such stacks are alive at once: M, diag(sig') M, their Grams)."""
+
+
+def _pair_chunk(n: int, T: int) -> int:
+    """Samples whose n x T x T recurrence matrices fit :data:`PAIR_CHUNK_BYTES`; at least one."""
+    return max(1, chunk_budget(PAIR_CHUNK_BYTES) // max(8 * T * T * n, 1))
 
 
 @dataclass
@@ -60,6 +69,8 @@ class Observation:
     y: np.ndarray
     jz_gram: np.ndarray | None = None  # (B, C, C): J_i J_i^T, J_i = dz(x_i)/dw over every trainable parameter
     seconds: dict[str, float] = field(default_factory=dict)
+    # what every measure() of this observation reads alike, whatever its delta (:func:`_at_states`)
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
 
 
@@ -77,16 +88,17 @@ def _time_sum(g: np.ndarray) -> np.ndarray:
     """K[b] = max_t sum_k max_i M[b, i, t, k] for :func:`_transition_blocks`' M of g (b, T, n), without forming M.
 
     Row t of every neuron's block is row t - 1 times g[:, t - 1] with a 1 appended on the diagonal,
-    so the rows are carried one at a time: memory b x n x T instead of b x n x T x T.
+    so the rows are carried one at a time: memory b x T x n instead of b x n x T x T. The rows are
+    held as (b, k, i), neurons last, so that the max over neurons runs along contiguous memory.
     """
     B, T, n = g.shape
     K = np.zeros(B)
-    row = np.zeros((B, n, T))
+    row = np.zeros((B, T, n))
     for t in range(T):
         if t > 0:
-            row[:, :, :t] *= g[:, t - 1, :, None]
-        row[:, :, t] = 1.0
-        K = np.maximum(K, row[:, :, :t + 1].max(axis=1).sum(axis=1))
+            row[:, :t] *= g[:, t - 1, None, :]
+        row[:, t] = 1.0
+        K = np.maximum(K, row[:, :t + 1].max(axis=2).sum(axis=1))
     return K
 
 
@@ -250,11 +262,42 @@ def gram_norms(gram: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0.0))
 
 
+_SHARED: dict[str, Any] | None = None
+"""Inside :func:`sharing_observations`: the last observation with Jacobian Grams, its key and what it was made of."""
+
+
+@contextmanager
+def sharing_observations() -> Iterator[None]:
+    """Within the block, :func:`observe` with ``jacobian=True`` hands back the last such observation where it
+    was made of the same model, at the same parameters and buffers (same tensors, no in-place change since:
+    their version counters), on the same probe tensors, in the same mode. ``checks.all`` runs its checks in
+    one: T4's local bound and T5's on the rho-ball then read one forward pass, one set of logit-Jacobian Grams
+    and the values :func:`measure` keeps on the observation. Outside, every call observes afresh and nothing is
+    held. Blocks do not nest (an inner block would drop the outer one's observation on exit)."""
+    global _SHARED
+    _SHARED = {}
+    try:
+        yield
+    finally:
+        _SHARED = None
+
+
+def _share_key(model: SNN, x: torch.Tensor, y: torch.Tensor, mode: str) -> tuple[Any, ...]:
+    tensors = [*model.parameters(), *model.buffers(), x, y]
+    return (id(model), mode, tuple((id(t), t._version) for t in tensors))
+
+
 @torch.no_grad()
 def observe(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: str = "smooth", jacobian: bool = True) -> Observation:
-    """The forward pass at w on the probe (``mode``), and the logit-Jacobian Grams if ``jacobian`` (smooth mode)."""
-    import time
+    """The forward pass at w on the probe (``mode``), and the logit-Jacobian Grams if ``jacobian`` (smooth mode).
 
+    Inside :func:`sharing_observations` one observation with Grams serves every call at the same w and probe."""
+    shared = _SHARED if jacobian else None
+    key = None if shared is None else _share_key(model, x, y, mode)
+    if shared is not None:
+        if shared.get("key") == key:
+            return shared["obs"]
+        shared.clear()  # not held while the next one is made
     t0 = time.perf_counter()
     dtype = next(model.parameters()).dtype
     xs = x.detach().to(dtype)
@@ -270,6 +313,8 @@ def observe(model: SNN, x: torch.Tensor, y: torch.Tensor, *, mode: str = "smooth
         with torch.enable_grad():
             obs.jz_gram = logit_jacobian_grams(model, xs)
         obs.seconds["logit_jacobian"] = time.perf_counter() - t0
+    if shared is not None:  # the tensors are held with it, so their ids cannot be reused while it is kept
+        shared.update(key=key, obs=obs, made_of=(model, x, y))
     return obs
 
 
@@ -293,21 +338,33 @@ def _sig2_sup(v: np.ndarray, beta: float, delta: float) -> np.ndarray:
     return np.where(peak, sigmoid_derivative_sup(2, beta), np.maximum(f(lo), f(hi)))
 
 
-def _g_sup(u: np.ndarray, order: int, lam: Any, theta: Any, cfg: Any, delta: float) -> np.ndarray:
+def _g_sup(u: np.ndarray, order: int, lam: Any, theta: Any, cfg: Any, delta: float,
+           at: np.ndarray | None = None, u_max: float | None = None) -> np.ndarray:
     """|g^(order)(u)| + delta sup|g^(order+1)| (T1's closed form on |u| <= max|u| + delta): a sup over the interval.
 
     lam, theta: the layer's, numbers or per-neuron arrays (n_l,). The closed form of order >= 2 grows
     with lam (zero reset) and theta (subtract) and holds no other neuron parameter, so the layer's
-    largest values bound it for every neuron.
+    largest values bound it for every neuron. ``at`` and ``u_max`` may pass |g^(order)(u)| and max|u|
+    computed before (:func:`_at_states`); ``at`` is returned itself where delta is 0 (never write to it).
     """
     if order < 1:
         raise ValueError("_g_sup needs order >= 1: the closed form of order 1 takes no max over neurons")
-    val = np.abs(g_derivative(u, order, lam, theta, cfg.beta, cfg.reset))
+    val = np.abs(g_derivative(u, order, lam, theta, cfg.beta, cfg.reset)) if at is None else at
     if delta <= 0 or u.size == 0:
         return val
-    B = float(np.max(np.abs(u))) + delta
+    B = (float(np.max(np.abs(u))) if u_max is None else u_max) + delta
     return val + delta * g_derivative_sup_bound(order + 1, float(np.max(lam)), float(np.max(theta)), cfg.beta,
                                                 cfg.reset, B)
+
+
+def _at_states(obs: Observation, l: int, what: Any, compute: Any) -> Any:
+    """``compute()``, kept in ``obs.derived`` under (l, what): a value of layer l's observed states that every
+    :func:`measure` of this observation reads alike (|g'| at the states, max|u|, min over t of |u - theta|),
+    computed once (T5's search for delta measures the same observation up to nine times)."""
+    key = (l, what)
+    if key not in obs.derived:
+        obs.derived[key] = compute()
+    return obs.derived[key]
 
 
 POWER_STEPS = 4
@@ -331,23 +388,22 @@ def _max_spectral_nonneg(mats: np.ndarray) -> np.ndarray:
     b, n, p, q = mats.shape
     if b * n == 0:
         return np.zeros(b)
-    gram = mats @ np.swapaxes(mats, -1, -2) if p <= q else np.swapaxes(mats, -1, -2) @ mats
-    v = np.ones(gram.shape[:-1])
+    m = torch.from_numpy(mats)  # torch: its batched products of small matrices beat numpy's several times
+    gram = m @ m.transpose(-1, -2) if p <= q else m.transpose(-1, -2) @ m
+    v = torch.ones(gram.shape[:-1], dtype=gram.dtype)
     for _ in range(POWER_STEPS):
-        w = np.einsum("bnij,bnj->bni", gram, v)
-        top = w.max(axis=-1, keepdims=True)
-        v = np.divide(w, top, out=np.zeros_like(w), where=top > 0)
-    Av = np.einsum("bnij,bnj->bni", gram, v)
-    vv = (v * v).sum(axis=-1)
-    lower = np.divide((v * Av).sum(axis=-1), vv, out=np.zeros_like(vv), where=vv > 0)
-    ratio = np.divide(Av, v, out=np.zeros_like(Av), where=v > 0)
-    upper = ratio.max(axis=-1)
-    best = lower.max(axis=1, keepdims=True)
-    candidates = upper >= best * (1 - SCREEN_MARGIN)
+        w = (gram @ v[..., None])[..., 0]
+        top = w.amax(dim=-1, keepdim=True)
+        v = torch.where(top > 0, w / torch.where(top > 0, top, 1.0), 0.0)
+    Av = (gram @ v[..., None])[..., 0]
+    vv = (v * v).sum(dim=-1)
+    lower = torch.where(vv > 0, (v * Av).sum(dim=-1) / torch.where(vv > 0, vv, 1.0), 0.0)
+    upper = torch.where(v > 0, Av / torch.where(v > 0, v, 1.0), 0.0).amax(dim=-1)
+    best = lower.amax(dim=1, keepdim=True)
+    rows, cols = torch.nonzero(upper >= best * (1 - SCREEN_MARGIN), as_tuple=True)
+    exact = np.sqrt(np.maximum(np.linalg.eigvalsh(gram[rows, cols].numpy())[..., -1], 0.0))
     out = np.zeros(b)
-    rows, cols = np.nonzero(candidates)
-    exact = np.sqrt(np.maximum(np.linalg.eigvalsh(gram[rows, cols])[..., -1], 0.0))
-    np.maximum.at(out, rows, exact)
+    np.maximum.at(out, rows.numpy(), exact)
     return out
 
 
@@ -389,15 +445,16 @@ class Measured:
     readout_in: np.ndarray
     delta: list[float]
     rho: float
+    # one-layer networks only (one_layer_second_order reads them; empty otherwise):
     sups: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # per layer (|g'|, |g''|, sig', |sig''|) (B, T, n)
     inputs: list[np.ndarray] = field(default_factory=list)  # per layer the (upper bounds of the) inputs (B, T, n_in)
 
 
-def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norms: bool,
+def _recurrence(gp: np.ndarray, sp: np.ndarray | None, gram: np.ndarray | None, *, norms: bool,
                 g_signed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per sample: K, and optionally ||M||, ||diag(sig') M||, E^2 (own-parameter Jacobian) and c (readout weights).
 
-    gp, sp: (B, T, n) elementwise |g'| and sig' (sups); gram: (B, T, T) = a_j . a_k + 1 of the
+    gp, sp: (B, T, n) elementwise |g'| and sig' (sups; sp is read for the norms and c only); gram: (B, T, T) = a_j . a_k + 1 of the
     layer's input (dense own-parameter term), or None. K, the norms and E bound their signed
     counterparts (entrywise |M| >= |signed M|; a spectral norm, and a quadratic form with a
     nonnegative Gram, grow with the entries' absolute values). ``g_signed`` (B, T, n), the signed
@@ -410,9 +467,9 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray, gram: np.ndarray | None, *, norm
         return {"K": _time_sum(gp), "M_norm": np.zeros(B), "S_norm": np.zeros(B), "E2": np.zeros(B), "c": None}
     K, Mn, Sn, E2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
     c = np.zeros((B, T, n)) if g_signed is not None else None
-    per = max(1, _PAIR_CHUNK // max(n, 1))
+    per = _pair_chunk(n, T)
     for b0 in range(0, B, per):
-        g_, s_ = gp[b0:b0 + per], sp[b0:b0 + per]
+        g_, s_ = gp[b0:b0 + per], None if sp is None else sp[b0:b0 + per]
         b = g_.shape[0]
         M = _transition_blocks(g_, n, T)
         K[b0:b0 + b] = M.max(axis=1).sum(axis=2).max(axis=1)
@@ -439,44 +496,107 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     sum_{j,k} |P_j| |P_k| (a_j . a_k + 1) grows with each factor).
     ``caps`` (per layer (kappa_l, gam_l) of A4 on T2's interval, which holds every state of
     every w' the caller considers) caps the sups of |g'| and |g''|. ``second_order=False`` leaves
-    the dense layers' J2 unmeasured (None: the chain then takes its worst case), for callers that
-    need first-order quantities only (T5's search for delta reads U1, which J2 does not enter).
+    the dense layers' J2 unmeasured (None: the chain then takes its worst case) and takes |g''| and
+    |sig''| at T1's closed forms, for callers that need first-order quantities only (T5's search for
+    delta reads U1, which neither enters). Values of the states that do not depend on delta are
+    computed once per observation (``obs.derived``); each layer's elementwise sups are reduced
+    before the next layer's are made, so the peak memory holds one layer's.
     """
+    D = len(model.spiking_specs)
+    delta = [0.0] * D if delta is None else [float(d) for d in delta]
+    # max|u| over the whole probe: T1's closed form on the ball holds for every sample with one bound
+    u_max = [_at_states(obs, l, "max|u|", lambda u=obs.u[l]: float(np.max(np.abs(u))) if u.size else 0.0)
+             for l in range(D)]
+    B = len(obs.u[0]) if D else 0
+    per = _measure_chunk(model, chunk_budget(MEASURE_CHUNK_BYTES))
+    parts = [_measure_samples(model, obs, slice(b0, min(B, b0 + per)), delta, rho, norms, caps, second_order, u_max)
+             for b0 in range(0, B, per)]
+    layers = [LayerConstants(**{f.name: _stack([getattr(p[0][l], f.name) for p in parts])
+                                for f in dataclasses.fields(LayerConstants)}) for l in range(D)]
+    sups = [tuple(np.concatenate([p[2][l][k] for p in parts]) for k in range(4)) for l in range(len(parts[0][2]))]
+    inputs = [np.concatenate([p[3][l] for p in parts]) for l in range(len(parts[0][3]))]
+    return Measured(layers, np.concatenate([p[1] for p in parts]), delta, float(rho), sups, inputs)
+
+
+MEASURE_CHUNK_BYTES = 128 * 2**20
+"""Memory for the elementwise work of one chunk of samples of :func:`measure` (its chunk is a share of
+``--max-memory`` where that is smaller, ``checks._memory.chunk_budget``); the result does not depend on it."""
+
+
+def _measure_chunk(model: SNN, budget: int) -> int:
+    """Samples a chunk of :func:`measure` holds within ``budget`` bytes: on the ball the spikes' upper bounds and
+    inputs of every layer, and about a dozen float64 arrays (sups, their temporaries) of the widest layer;
+    at least one."""
+    widths = [spec.width for spec in model.spiking_specs]
+    per_sample = 8 * model.config.T * (2 * sum(widths) + 12 * max(widths, default=1))
+    return max(1, budget // max(per_sample, 1))
+
+
+def _stack(values: list[Any]) -> Any:
+    return None if values[0] is None else np.concatenate(values)
+
+
+def _measure_samples(model: SNN, obs: Observation, sl: slice, delta: list[float], rho: float, norms: bool,
+                     caps: list[tuple[float, float]] | None, second_order: bool, u_max: list[float]
+                     ) -> tuple[list[LayerConstants], np.ndarray, list[tuple[np.ndarray, ...]], list[np.ndarray]]:
+    """:func:`measure` on the samples ``sl`` of the observation: (per-layer constants, readout input, sups, inputs)."""
     cfg = model.config
     specs = model.spiking_specs
     D = len(specs)
-    delta = [0.0] * D if delta is None else [float(d) for d in delta]
     at_w = all(d == 0 for d in delta)
-    layers, sups, spikes_up = [], [], []
     neuron = [model.neuron_numpy(l, flat=True) for l in range(D)]  # per layer (lam, theta): numbers or (n_l,)
-    for l in range(D):
-        u, dl = obs.u[l], delta[l]
+    keep = D == 1  # one_layer_second_order reads the elementwise sups and inputs (of a one-layer network only)
+    if at_w:  # the actual inputs; on the ball, pooled upper bounds of the spikes (nonnegative: norms are monotone)
+        inputs, ro = [a[sl] for a in obs.inputs], obs.readout_in[sl]
+    else:
+        spikes_up = [obs.s[l][sl] if delta[l] == 0 else sigmoid(obs.u[l][sl] - neuron[l][1] + delta[l], cfg.beta)
+                     for l in range(D)]
+        shaped = [torch.from_numpy(s).reshape(s.shape[0], s.shape[1], *spec.out_shape) for s, spec in zip(spikes_up, specs)]
+        del spikes_up
+        ins, ro_t = _plan_inputs(model, torch.from_numpy(obs.x[sl]), shaped)
+        inputs, ro = [t.numpy() for t in ins], ro_t.numpy()
+        del shaped, ins
+    layers: list[LayerConstants] = []
+    sups = []
+    # one layer at a time: its (b, T, n_l) sups are reduced to per-sample constants before the next layer's are made
+    for l, spec in enumerate(specs):
+        u, dl = obs.u[l][sl], delta[l]
         B = len(u)
         lam, theta = neuron[l]
+        g1 = _at_states(obs, l, ("|g'|", sl.start, sl.stop),
+                        lambda: np.abs(g_derivative(u, 1, lam, theta, cfg.beta, cfg.reset)))
+        gp = _g_sup(u, 1, lam, theta, cfg, dl, at=g1, u_max=u_max[l])
         v = u - theta
-        gp, gpp = _g_sup(u, 1, lam, theta, cfg, dl), _g_sup(u, 2, lam, theta, cfg, dl)
+        if keep or (at_w and (norms or l == D - 1)):  # sig' at every state: T3's S-norms, the readout weights c
+            sp = _sig1_sup(v, cfg.beta, dl)
+            d1 = sp.max(axis=1)
+        else:  # only its max over t: sig' is even and falls with |v|, so it peaks at min_t |v_t| less delta
+            near = _at_states(obs, l, ("min_t|v|", sl.start, sl.stop), lambda: np.abs(v).min(axis=1))
+            sp, d1 = None, sigmoid_derivative(np.maximum(near - dl, 0.0), 1, cfg.beta)
+        if second_order:
+            gpp = _g_sup(u, 2, lam, theta, cfg, dl, u_max=u_max[l])
+            spp = _sig2_sup(v, cfg.beta, dl)
+            if caps is not None:
+                gpp = np.minimum(gpp, caps[l][1])
+        else:  # not measured: T1's closed forms on |u| <= max|u| + delta, upper bounds at every state
+            top = g_derivative_sup_bound(2, float(np.max(lam)), float(np.max(theta)), cfg.beta, cfg.reset,
+                                         u_max[l] + dl)
+            gpp = np.broadcast_to(top if caps is None else min(top, caps[l][1]), u.shape)
+            spp = np.broadcast_to(sigmoid_derivative_sup(2, cfg.beta), u.shape)
         if caps is not None:
-            gp, gpp = np.minimum(gp, caps[l][0]), np.minimum(gpp, caps[l][1])
-        sp, spp = _sig1_sup(v, cfg.beta, dl), _sig2_sup(v, cfg.beta, dl)
-        spikes_up.append(obs.s[l] if dl == 0 else sigmoid(v + dl, cfg.beta))
+            gp = np.minimum(gp, caps[l][0])
         # the proofs use g'(u_{t-1}) and g''(u_{t-1}): the states u_0 .. u_{T-2} (none when T = 1)
-        prior, prior2 = gp[:, :-1].reshape(B, -1), gpp[:, :-1].reshape(B, -1)
-        layers.append(LayerConstants(
-            kappa=prior.max(axis=1) if prior.size else np.zeros(B), gam=prior2.max(axis=1) if prior2.size else np.zeros(B),
-            sig1=sp.reshape(B, -1).max(axis=1), sig2=spp.reshape(B, -1).max(axis=1), d1=sp.max(axis=1), d2=spp.max(axis=1)))
-        sups.append((gp, gpp, sp, spp))
-    if at_w:  # the actual inputs; on the ball, pooled upper bounds of the spikes (nonnegative: norms are monotone)
-        inputs, ro = obs.inputs, obs.readout_in
-    else:
-        shaped = [torch.from_numpy(s).reshape(s.shape[0], s.shape[1], *spec.out_shape) for s, spec in zip(spikes_up, specs)]
-        ins, ro_t = _plan_inputs(model, torch.from_numpy(obs.x), shaped)
-        inputs, ro = [t.numpy() for t in ins], ro_t.numpy()
-    for l, spec in enumerate(specs):
-        lc, a = layers[l], inputs[l]
+        prior, prior2 = gp[:, :-1], gpp[:, :-1]
+        lc = LayerConstants(
+            kappa=prior.max(axis=(1, 2)) if prior.size else np.zeros(B),
+            gam=prior2.max(axis=(1, 2)) if prior2.size else np.zeros(B),
+            sig1=d1.max(axis=1), sig2=spp.max(axis=(1, 2)), d1=d1, d2=spp.max(axis=1))
+        layers.append(lc)
+        a = inputs[l]
         lc.A = np.linalg.norm(a, axis=2).max(axis=1)
         gram = np.einsum("btk,bsk->bts", a, a) + 1.0 if spec.kind == "dense" else None
-        signed = g_derivative(obs.u[l], 1, *neuron[l], cfg.beta, cfg.reset) if at_w and l == D - 1 else None
-        rec = _recurrence(sups[l][0], sups[l][2], gram, norms=norms and at_w, g_signed=signed)
+        signed = g_derivative(u, 1, lam, theta, cfg.beta, cfg.reset) if at_w and l == D - 1 else None
+        rec = _recurrence(gp, sp, gram, norms=norms and at_w, g_signed=signed)
         lc.K, lc.c = rec["K"], rec["c"]
         if norms and at_w:
             lc.M_norm, lc.S_norm = rec["M_norm"], rec["S_norm"]
@@ -487,7 +607,10 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
             prev = layers[l - 1]
             lc.J1 = _scaled_norms(W, prev.d1) + rho * prev.d1.max(axis=1)
             lc.J2 = _scaled_norms(W, prev.d2) + rho * prev.d2.max(axis=1) if second_order else None
-    return Measured(layers, ro, delta, float(rho), sups, list(inputs))
+        if keep:
+            sups.append((gp, gpp, sp, spp))
+        del gp, gpp, sp, spp, prior, prior2, gram, signed, rec
+    return layers, ro, sups, list(inputs) if keep else []
 
 
 def readout_weight(model: SNN) -> np.ndarray:
@@ -541,7 +664,7 @@ def one_layer_second_order(model: SNN, m: Measured) -> dict[str, np.ndarray] | N
     col = np.linalg.norm(readout_weight(model), axis=0) + m.rho  # ||W^o_{:,i}|| (+ rho on the ball)
     gram = np.einsum("btk,bsk->bts", a, a) + 1.0
     Z2own, S = np.zeros(B), np.zeros(B)
-    per = max(1, _PAIR_CHUNK // max(n, 1))
+    per = _pair_chunk(n, T)
     for b0 in range(0, B, per):
         sl = slice(b0, b0 + per)
         g_, s1, s2, gg = gp[sl], sp[sl].transpose(0, 2, 1), spp[sl].transpose(0, 2, 1), gpp[sl].transpose(0, 2, 1)
