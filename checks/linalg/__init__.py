@@ -53,6 +53,7 @@ from checks.linalg.certificate import (RandomizedBound, certificate_from_lanczos
                                       spectral_radius_certificate, steps_for)
 from checks.linalg.hvp import (
     CALIBRATION_PRODUCTS,
+    CALIBRATION_SAMPLES,
     DETERMINISM_RTOL,
     DETERMINISM_RTOL_DEFAULT,
     HVP_METHODS,
