@@ -1,5 +1,5 @@
 """The faster paths of the checks give the same numbers: chunked and cached measurements, shared observations,
-the Hessian operator's reused product and its calibration on a slice of the probe."""
+the Hessian operator's reused product and its calibration on a slice of the probe, A4's screened maximum."""
 
 from __future__ import annotations
 
@@ -191,3 +191,42 @@ def test_calibration_times_both_methods_on_a_slice_and_keeps_no_graph() -> None:
     want = linalg.HessianOperator(model, None, x, y, method="forward-over-reverse", check_deterministic=False) @ v
     assert op @ v == pytest.approx(want, rel=1e-10, abs=1e-12)  # the whole probe's Hessian, not the slice's
     assert math.isfinite(min(op.calibration.values()))
+
+
+@settings(deadline=None, max_examples=60)
+@given(reset=st.sampled_from(("zero", "subtract")), per_neuron=st.booleans(), dtype=st.sampled_from(("32", "64")),
+       beta=st.floats(0.5, 8.0), spread=st.floats(0.1, 30.0), seed=st.integers(0, 2**31 - 1))
+@one_thread
+def test_screened_max_of_g_prime_equals_the_float64_pass_on_every_state(reset, per_neuron, dtype, beta, spread,
+                                                                        seed) -> None:
+    """A4's kappa_emp: the screening pass in the states' dtype keeps every maximiser of the float64 formula."""
+    from checks.contraction import max_abs_g_prime
+    from theory.scalar import g_derivative
+
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn((3, 6, 2, 5), generator=g, dtype=torch.float64) * spread
+    if per_neuron:
+        lam = np.random.default_rng(seed).uniform(0.1, 0.95, (2, 5))
+        theta = np.random.default_rng(seed + 1).uniform(0.2, 3.0, (2, 5))
+    else:
+        lam, theta = 0.9, 1.0
+    # near-ties: one neuron's states crowd around its largest |g'|, closer than float32 rounding tells apart
+    top = np.abs(g_derivative(u.numpy(), 1, lam, theta, beta, reset))[:, :, 0, 0].argmax()
+    u[:, :, 0, 0] = u[:, :, 0, 0].flatten()[top] * (1 + torch.linspace(-1e-6, 1e-6, 18, dtype=torch.float64)).view(3, 6)
+    u = u.to(getattr(torch, f"float{dtype}"))
+    want = float(np.abs(g_derivative(u.double().numpy(), 1, lam, theta, beta, reset)).max())
+    assert max_abs_g_prime(u, lam, theta, beta, reset) == want
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_screened_max_of_g_prime_keeps_a_maximiser_that_float32_ranks_below_others(seed) -> None:
+    """States crowding the peak of |g'| (subtract reset: u = theta, where g'' = 0): float32 ranks about a hundred of
+    them equal at its maximum, float64 tells them apart; the answer is float64's maximiser among them."""
+    from checks.contraction import max_abs_g_prime
+    from theory.scalar import g_derivative
+
+    lam, theta, beta = 0.5, 3.0, 4.0
+    offsets = torch.from_numpy(np.random.default_rng(seed).uniform(-3e-3, 3e-3, (4, 10, 64)))
+    u = (theta + offsets).float()
+    want = float(np.abs(g_derivative(u.double().numpy(), 1, lam, theta, beta, "subtract")).max())
+    assert max_abs_g_prime(u, lam, theta, beta, "subtract") == want
