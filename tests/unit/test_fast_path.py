@@ -112,6 +112,32 @@ def test_lif_function_gradcheck_and_gradgradcheck(reset, per_neuron):
     assert torch.autograd.gradgradcheck(f, (currents,))
 
 
+@pytest.mark.parametrize("outputs", ["u and s", "s only", "u only"])
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["shared", "per-neuron"])
+@pytest.mark.parametrize("reset", RESETS)
+def test_lif_adjoint_node_second_and_third_derivatives(reset, per_neuron, outputs):
+    """The smooth mode's create_graph backward is one node (_LIFAdjoint) with its own backward: gradcheck and
+    gradgradcheck of the gradient itself (the second and third derivatives of the LIF), whichever outputs the
+    loss reads (gu or gs may be absent)."""
+    g = torch.Generator().manual_seed(5)
+    currents = (2 * torch.rand(2, 5, 3, generator=g, dtype=torch.double)).requires_grad_()
+    wu, ws = torch.randn(2, 2, 5, 3, generator=g, dtype=torch.double)
+
+    def grad(c):
+        u, s = _fast.lif(c, **_neuron_kw(per_neuron, 3), beta=2.0, reset=reset, mode="smooth")
+        loss = {"u and s": (u * wu).sum() + (s * s * ws).sum(), "s only": (s * s * ws).sum(),
+                "u only": (u * u * wu).sum()}[outputs]
+        return torch.autograd.grad(loss, c, create_graph=True)[0]
+
+    assert torch.autograd.gradcheck(grad, (currents,))
+    assert torch.autograd.gradgradcheck(grad, (currents,))
+    # the node's backward in place (no create_graph) and out of place (create_graph): the same numbers
+    v = torch.randn(2, 5, 3, generator=g, dtype=torch.double)
+    plain = torch.autograd.grad(grad(currents), currents, v)[0]
+    recorded = torch.autograd.grad(grad(currents), currents, v, create_graph=True)[0]
+    torch.testing.assert_close(recorded.detach(), plain, rtol=1e-13, atol=1e-14)
+
+
 def test_lif_inplace_and_differentiable_backwards_agree():
     """The no-grad backward (in place) and the create_graph one (out of place) are the same formulas."""
     g = torch.Generator().manual_seed(3)
