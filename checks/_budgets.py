@@ -101,11 +101,16 @@ def _currents(obs: Observation, model: SNN, reset: str) -> list[tuple[float, flo
     out = []
     for l, (u, s) in enumerate(zip(obs.u, obs.s)):
         lam, theta = model.neuron_numpy(l, flat=True)
-        prev_u = np.concatenate([np.zeros_like(u[:, :1]), u[:, :-1]], axis=1)
-        prev_s = np.concatenate([np.zeros_like(s[:, :1]), s[:, :-1]], axis=1)
-        carry = lam * prev_u * (1.0 - prev_s) if reset == "zero" else lam * prev_u - theta * prev_s
-        I = u - carry
-        out.append((float(I.min()), float(I.max())))
+        lo, hi = float(u[:, 0].min()), float(u[:, 0].max())  # I_0 = u_0 (nothing carried yet)
+        if u.shape[1] > 1:  # I_t = u_t - carry_t for t >= 1, in one buffer (T3's T x n per sample, not four)
+            carry = lam * u[:, :-1]
+            if reset == "zero":
+                carry *= 1.0 - s[:, :-1]
+            else:
+                carry -= theta * s[:, :-1]
+            I = np.subtract(u[:, 1:], carry, out=carry)
+            lo, hi = min(lo, float(I.min())), max(hi, float(I.max()))
+        out.append((lo, hi))
     return out
 
 

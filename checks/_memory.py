@@ -7,9 +7,10 @@ T4's (and T5's, T6's) Hessian-vector products keep over the whole probe: before 
 :func:`check_fits` estimates it from the model's size and refuses, in one line (exit 2), a probe
 whose graph would not fit, instead of letting the process be killed for memory. The estimate is
 :data:`HVP_BYTES_PER_STATE` bytes a state (a neuron or input entry at a time step) a sample. On the
-3-conv-layer net of the README the two product methods took about 60 (double backward) and 80
-(forward over reverse) bytes a state over what the loaded model and probe hold; the estimate
-takes 96, which leaves room for the rest of the process (model, probe, the Lanczos basis).
+3-conv-layer net of the README the two product methods took about 40 (double backward, while its
+graph is built; 60 before the smooth LIF's second-order adjoint became one node) and 80 (forward
+over reverse) bytes a state over what the loaded model and probe hold; the estimate takes 96, which
+leaves room for the rest of the process (model, probe, the Lanczos basis).
 
 The default budget is half the machine's physical memory (:func:`default_max_memory`).
 """

@@ -27,7 +27,7 @@ from checks._common import CheckInputError, declared_needs
 from checks._load import Loaded, checkpoint_rho
 from checks._result import CheckResult
 from checks.constants import model_constants
-from checks.local import sharing_observations
+from checks.local import release_shared, sharing_observations
 from checks import _memory, smoothness
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
@@ -96,7 +96,7 @@ def _run_each(loaded: Loaded, names: Sequence[str], *, seed: int, progress: bool
               certificate: dict[str, Any] | None) -> list[CheckResult]:
     results: list[CheckResult] = []
     shared: dict[str, Any] = {}  # work done once and handed to every check that takes it
-    for name in tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr):
+    for i, name in enumerate(tqdm(names, desc="checks", unit="check", disable=not progress, file=sys.stderr)):
         module = importlib.import_module(f"checks.{name}")
         needs = from_checkpoint(declared_needs(module), loaded)
         parameters = inspect.signature(module.run).parameters
@@ -111,6 +111,8 @@ def _run_each(loaded: Loaded, names: Sequence[str], *, seed: int, progress: bool
             needs["t4_result"] = next((r for r in results if r.id == "T4"), None)
         out = module.run(loaded.model, loaded.probe, seed=seed, progress=False, **needs)
         results.extend(out if isinstance(out, list) else [out])
+        if not any(n in _memory.CURVATURE_CHECKS for n in names[i + 1:]):
+            release_shared()  # no later check observes with Grams: the shared observation is not held under them
         _memory.release_freed()  # the next check's peak should not sit on this one's freed temporaries
     return results
 

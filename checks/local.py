@@ -282,6 +282,12 @@ def sharing_observations() -> Iterator[None]:
         _SHARED = None
 
 
+def release_shared() -> None:
+    """Drop the observation :func:`sharing_observations` holds (the caller knows no later call will want it)."""
+    if _SHARED is not None:
+        _SHARED.clear()
+
+
 def _share_key(model: SNN, x: torch.Tensor, y: torch.Tensor, mode: str) -> tuple[Any, ...]:
     tensors = [*model.parameters(), *model.buffers(), x, y]
     return (id(model), mode, tuple((id(t), t._version) for t in tensors))

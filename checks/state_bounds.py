@@ -48,6 +48,7 @@ def run(model: SNN, probe: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0, 
     interval = rec.details.get("I_T") or rec.details.get("I")
     us = {mode: states[mode] if states is not None else traces(model, x, mode) for mode in MODES}
     observed = {mode: [(float(u.min()), float(u.max())) for u in us[mode]] for mode in MODES}
+    del us  # not held under the local bound's own (float64) observation
     details = {"interval": interval, "observed": observed, **bound_details(rec)}
     if not interval:
         return make_result("T2", "state bounds", bound=None, estimate=None, assumptions=rec.assumptions,
