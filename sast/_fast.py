@@ -298,6 +298,21 @@ def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: T
     return g, m
 
 
+def _adjoint_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, kw: dict) -> Tensor | None:
+    """dI of the LIF recurrence without autograd: G and M, then d_t = G_t + M_t d_{t+1} in place in G."""
+    with _cpu_threads(u.device, "heavy"):
+        g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
+    if g is None:
+        return None
+    with _cpu_threads(u.device, _kind(u[:, 0].numel())):
+        for t in range(u.shape[1] - 2, -1, -1):
+            if isinstance(m, float):
+                g[:, t].add_(g[:, t + 1], alpha=m)
+            else:
+                g[:, t].addcmul_(m[:, t], g[:, t + 1])
+    return g
+
+
 class _LIF(torch.autograd.Function):
     """(u, s) = LIF(I) over all T: the recurrence of ``sast.neuron.lif`` as one autograd node."""
 
@@ -360,20 +375,9 @@ class _LIF(torch.autograd.Function):
     def _backward(ctx, gu: Tensor | None, gs: Tensor | None) -> Tensor | None:
         u, s = ctx.saved_tensors
         kw = dict(lam=ctx.lam, theta=ctx.theta, beta=ctx.beta, reset=ctx.reset, mode=ctx.mode)
-        T = u.shape[1]
         if torch.is_grad_enabled():  # create_graph=True: out-of-place ops, so autograd records them
             return _LIF._backward_differentiable(u, s, gu, gs, kw)
-        with _cpu_threads(u.device, "heavy"):
-            g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
-        if g is None:
-            return None
-        with _cpu_threads(u.device, _kind(u[:, 0].numel())):
-            for t in range(T - 2, -1, -1):  # d_t = G_t + M_t d_{t+1}, in place in g
-                if isinstance(m, float):
-                    g[:, t].add_(g[:, t + 1], alpha=m)
-                else:
-                    g[:, t].addcmul_(m[:, t], g[:, t + 1])
-        return g
+        return _adjoint_inplace(u, s, gu, gs, kw)
 
     @staticmethod
     def _backward_differentiable(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None,
@@ -421,16 +425,8 @@ class _LIFAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, lam: float | Tensor,  # type: ignore[override]
                 theta: float | Tensor, beta: float, reset: str) -> Tensor:
-        with _cpu_threads(u.device, "heavy"):
-            g, m = _adjoint_coefficients_inplace(u, s, gu, gs, lam=lam, theta=theta, beta=beta, reset=reset,
-                                                 mode="smooth")
+        g = _adjoint_inplace(u, s, gu, gs, dict(lam=lam, theta=theta, beta=beta, reset=reset, mode="smooth"))
         assert g is not None  # the caller passes gu or gs
-        with _cpu_threads(u.device, _kind(u[:, 0].numel())):
-            for t in range(u.shape[1] - 2, -1, -1):  # as _LIF._backward, in place in g
-                if isinstance(m, float):
-                    g[:, t].add_(g[:, t + 1], alpha=m)
-                else:
-                    g[:, t].addcmul_(m[:, t], g[:, t + 1])
         return g
 
     @staticmethod
