@@ -102,7 +102,7 @@ def _currents(obs: Observation, model: SNN, reset: str) -> list[tuple[float, flo
     for l, (u, s) in enumerate(zip(obs.u, obs.s)):
         lam, theta = model.neuron_numpy(l, flat=True)
         lo, hi = float(u[:, 0].min()), float(u[:, 0].max())  # I_0 = u_0 (nothing carried yet)
-        if u.shape[1] > 1:  # I_t = u_t - carry_t for t >= 1, in one buffer (T3's T x n per sample, not four)
+        if u.shape[1] > 1:  # I_t = u_t - carry_t for t >= 1, in one (T - 1) x n buffer per sample, not six
             carry = lam * u[:, :-1]
             if reset == "zero":
                 carry *= 1.0 - s[:, :-1]

@@ -460,10 +460,10 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray | None, gram: np.ndarray | None, 
                 g_signed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per sample: K, and optionally ||M||, ||diag(sig') M||, E^2 (own-parameter Jacobian) and c (readout weights).
 
-    gp, sp: (B, T, n) elementwise |g'| and sig' (sups; sp is read for the norms and c only); gram: (B, T, T) = a_j . a_k + 1 of the
-    layer's input (dense own-parameter term), or None. K, the norms and E bound their signed
-    counterparts (entrywise |M| >= |signed M|; a spectral norm, and a quadratic form with a
-    nonnegative Gram, grow with the entries' absolute values). ``g_signed`` (B, T, n), the signed
+    gp, sp: (B, T, n) elementwise |g'| and sig' (sups; sp is read for the norms and c only); gram:
+    (B, T, T) = a_j . a_k + 1 of the layer's input (dense own-parameter term), or None. K, the norms
+    and E bound their signed counterparts (entrywise |M| >= |signed M|; a spectral norm, and a
+    quadratic form with a nonnegative Gram, grow with the entries' absolute values). ``g_signed`` (B, T, n), the signed
     g' at the states, gives T3's readout weights c from the SIGNED transition blocks: c enters
     W^o diag(c_j) W^D between two signed matrices, where |c| would bound nothing (zero reset makes
     g' negative where u sig'(u - theta) beta > 1 - sig(u - theta)).
@@ -513,9 +513,14 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     # max|u| over the whole probe: T1's closed form on the ball holds for every sample with one bound
     u_max = [_at_states(obs, l, "max|u|", lambda u=obs.u[l]: float(np.max(np.abs(u))) if u.size else 0.0)
              for l in range(D)]
+    neuron = [model.neuron_numpy(l, flat=True) for l in range(D)]  # per layer (lam, theta): numbers or (n_l,)
+    # each dense layer after the first: W^l with its pooling folded in (its J1, J2)
+    folded = [folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
+              if l > 0 and spec.kind == "dense" else None for l, spec in enumerate(model.spiking_specs)]
     B = len(obs.u[0]) if D else 0
     per = _measure_chunk(model, chunk_budget(MEASURE_CHUNK_BYTES))
-    parts = [_measure_samples(model, obs, slice(b0, min(B, b0 + per)), delta, rho, norms, caps, second_order, u_max)
+    parts = [_measure_samples(model, obs, slice(b0, min(B, b0 + per)), delta, rho, norms, caps, second_order, u_max,
+                              neuron, folded)
              for b0 in range(0, B, per)]
     layers = [LayerConstants(**{f.name: _stack([getattr(p[0][l], f.name) for p in parts])
                                 for f in dataclasses.fields(LayerConstants)}) for l in range(D)]
@@ -543,14 +548,17 @@ def _stack(values: list[Any]) -> Any:
 
 
 def _measure_samples(model: SNN, obs: Observation, sl: slice, delta: list[float], rho: float, norms: bool,
-                     caps: list[tuple[float, float]] | None, second_order: bool, u_max: list[float]
+                     caps: list[tuple[float, float]] | None, second_order: bool, u_max: list[float],
+                     neuron: list[tuple[Any, Any]], folded: list[np.ndarray | None]
                      ) -> tuple[list[LayerConstants], np.ndarray, list[tuple[np.ndarray, ...]], list[np.ndarray]]:
-    """:func:`measure` on the samples ``sl`` of the observation: (per-layer constants, readout input, sups, inputs)."""
+    """:func:`measure` on the samples ``sl`` of the observation: (per-layer constants, readout input, sups, inputs).
+
+    ``u_max``, ``neuron`` and ``folded``: what :func:`measure` reads once for every chunk (max|u| over the
+    probe, (lam, theta), the folded dense matrices)."""
     cfg = model.config
     specs = model.spiking_specs
     D = len(specs)
     at_w = all(d == 0 for d in delta)
-    neuron = [model.neuron_numpy(l, flat=True) for l in range(D)]  # per layer (lam, theta): numbers or (n_l,)
     keep = D == 1  # one_layer_second_order reads the elementwise sups and inputs (of a one-layer network only)
     if at_w:  # the actual inputs; on the ball, pooled upper bounds of the spikes (nonnegative: norms are monotone)
         inputs, ro = [a[sl] for a in obs.inputs], obs.readout_in[sl]
@@ -608,8 +616,8 @@ def _measure_samples(model: SNN, obs: Observation, sl: slice, delta: list[float]
             lc.M_norm, lc.S_norm = rec["M_norm"], rec["S_norm"]
         if gram is not None:
             lc.E = np.sqrt(rec["E2"])
-        if l > 0 and spec.kind == "dense":
-            W = folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
+        W = folded[l]
+        if W is not None:
             prev = layers[l - 1]
             lc.J1 = _scaled_norms(W, prev.d1) + rho * prev.d1.max(axis=1)
             lc.J2 = _scaled_norms(W, prev.d2) + rho * prev.d2.max(axis=1) if second_order else None

@@ -479,9 +479,9 @@ class _LIFAdjoint(torch.autograd.Function):
         batched grad_outputs (``is_grads_batched``, torch.func), which in-place and out= ops do not take."""
         lam, theta, beta, zero = ctx.lam, ctx.theta, ctx.beta, ctx.reset == "zero"
         T = u.shape[1]
-        dsig = beta * s * (1 - s)
-        m = lam * (1 - s) - lam * u * dsig if zero else lam - theta * dsig  # u's shape (dsig is)
-        m_t, e_t = m.unbind(1), e.unbind(1)
+        dsig = _spike_derivative(u, s, theta, beta, "smooth")
+        _, m = _adjoint_coefficients(u, s, None, None, lam=lam, theta=theta, beta=beta, reset=ctx.reset, mode="smooth")
+        m_t, e_t = m.unbind(1), e.unbind(1)  # m has u's shape (sig' enters it)
         rows = [e_t[0]]
         for t in range(1, T):
             rows.append(e_t[t] + m_t[t - 1] * rows[-1])

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from checks.linalg._flat import _SMOOTH_ONLY, LossFn, _default_loss, _Layout, _prepare, flatten
+from checks.linalg.lanczos import _start_vector
 
 __all__ = [
     "HVPMethod",
@@ -140,7 +141,8 @@ class HessianOperator:
             method = self._calibrate(seed)
         self.method: str = method
         if check_deterministic:
-            determinism_check(self, self._unit_start(seed))
+            # Lanczos' own random unit start: the kept product is then its first one
+            determinism_check(self, _start_vector(None, self.dim, seed, self.device, self.dtype))
 
     # -- the loss as a pure function of the flat parameters
 
@@ -218,11 +220,6 @@ class HessianOperator:
     def _random_vector(self, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(self.dim, generator=gen, dtype=torch.float64).to(device=self.device, dtype=self.dtype)
-
-    def _unit_start(self, seed: int) -> Tensor:
-        """Lanczos' random unit start from ``seed`` (``linalg.lanczos._start_vector``), bit for bit."""
-        v = self._random_vector(seed)
-        return v / v.norm()
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
