@@ -204,10 +204,10 @@ def rss_mb() -> float | None:
 
 def _release_and_reset_peak() -> bool:
     """Hand freed memory back to the system, then reset the kernel's peak-RSS mark (Linux); False where it cannot."""
-    from checks import _memory
+    from sast import heap
 
     _PEAK_BEFORE_RESETS_MB[0] = maxrss_mb()
-    _memory.release_freed()
+    heap.release_freed_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # "5": reset VmHWM to the current RSS
         return True

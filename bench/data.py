@@ -27,6 +27,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sast import heap  # noqa: E402
 from bench._common import environment, print_table, round_robin, write_json  # noqa: E402
 from sast.data import event_dataset, frame_dataset, get_spec, to_frames  # noqa: E402
 
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    heap.retain_freed_memory()  # as the commands run (sast.heap)
     res = run(generate=not args.skip_generation, limit=args.limit, recordings=args.recordings, rounds=args.rounds)
     res["environment"] = environment()
     if "generation" in res:

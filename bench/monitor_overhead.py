@@ -39,6 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sast import heap  # noqa: E402
 from checks.monitor import PRESETS, Monitor  # noqa: E402
 from sast.train import TrainConfig, load_data, train  # noqa: E402
 
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="demo: dense:256 on synth-nmnist (python -m sast.train's defaults); conv: "
                         + ",".join(NETS["conv"][1]) + " on synth-gesture, with that data set's defaults")
     args = p.parse_args(argv)
+    heap.retain_freed_memory()  # as the commands run (sast.heap)
     methods = [args.method] if args.method else [m.strip() for m in args.methods.split(",") if m.strip()]
     presets = [args.preset] if args.preset else [s.strip() for s in args.presets.split(",") if s.strip()]
     unknown = [s for s in presets if s not in PRESETS or s == "off"]

@@ -40,6 +40,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sast import heap  # noqa: E402
 from bench import data as data_bench  # noqa: E402
 from bench import hessian as hessian_bench  # noqa: E402
 from bench import sam_step as sam_bench  # noqa: E402
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="", help="comma-separated sections to skip (train_step, train_step_conv, "
                    "train_step_default_threads, sam_step, hessian, data, monitor_overhead)")
     args = p.parse_args(argv)
+    heap.retain_freed_memory()  # as the commands run (sast.heap)
     threads = args.threads or None
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     q = args.quick

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sast import heap  # noqa: E402
 from bench._common import (  # noqa: E402
     DEMO_BATCH,
     DEMO_DENSITY,
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    heap.retain_freed_memory()  # as the commands run (sast.heap)
     if args.threads:
         torch.set_num_threads(args.threads)
     res = run(batch=args.batch, device=args.device, rounds=args.rounds)

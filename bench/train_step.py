@@ -40,6 +40,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sast import heap  # noqa: E402
 from bench._common import (  # noqa: E402
     CONV_BATCH,
     CONV_INPUT,
@@ -363,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    heap.retain_freed_memory()  # as the commands run (sast.heap)
     if args.threads:
         torch.set_num_threads(args.threads)
     kw: dict[str, Any] = dict(device=args.device, rounds=args.rounds, density=args.density, compile=args.compile,

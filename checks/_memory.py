@@ -18,8 +18,6 @@ The default budget is half the machine's physical memory (:func:`default_max_mem
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import math
 import os
 import re
@@ -88,19 +86,6 @@ def memory_budget(max_bytes: int | None) -> Iterator[None]:
         _budget = before
 
 
-def release_freed() -> None:
-    """Hand the memory freed so far back to the system (glibc's malloc_trim; nothing elsewhere).
-
-    glibc keeps freed blocks below its (growing) mmap threshold in the heap, so one check's temporaries would
-    stay in the process's resident memory under the next check's peak. ``checks.all`` calls this between
-    checks: the peak is then the largest check's, not the sum of what the earlier ones left behind."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
-        pass
-
-
 def hvp_graph_bytes(model: Any, samples: int) -> int:
     """The estimated memory of the kept graph of Hessian-vector products over ``samples`` probe samples."""
     cfg = model.config
@@ -120,4 +105,4 @@ def check_fits(model: Any, samples: int, max_bytes: int, what: str) -> None:
 
 
 __all__ = ["CHUNK_SHARE", "CURVATURE_CHECKS", "HVP_BYTES_PER_STATE", "check_fits", "chunk_budget",
-           "default_max_memory", "format_size", "hvp_graph_bytes", "memory_budget", "parse_size", "release_freed"]
+           "default_max_memory", "format_size", "hvp_graph_bytes", "memory_budget", "parse_size"]

@@ -29,6 +29,7 @@ from checks._result import CheckResult
 from checks.constants import model_constants
 from checks.local import release_shared, sharing_observations
 from checks import _memory, smoothness
+from sast import heap
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
@@ -113,7 +114,7 @@ def _run_each(loaded: Loaded, names: Sequence[str], *, seed: int, progress: bool
         results.extend(out if isinstance(out, list) else [out])
         if not any(n in _memory.CURVATURE_CHECKS for n in names[i + 1:]):
             release_shared()  # no later check observes with Grams: the shared observation is not held under them
-        _memory.release_freed()  # the next check's peak should not sit on this one's freed temporaries
+        heap.release_freed_memory()  # the next check's peak should not sit on this one's freed temporaries
     return results
 
 
@@ -132,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
     names = [n for n in (only or CHECKS) if n not in skip]
     budget = max_memory(args)
+    heap.retain_freed_memory()  # the checks' large temporaries are reused, not faulted in again (sast.heap)
     loaded = load_from_flags(args)
     if any(n in _memory.CURVATURE_CHECKS for n in names):  # before any check runs: one line, not a kill for memory
         _memory.check_fits(loaded.model, len(loaded.probe[1]), budget, "python -m checks.all")
