@@ -48,7 +48,7 @@ from theory.scalar import g_derivative, g_derivative_sup_bound, sigmoid, sigmoid
 PAIR_CHUNK_BYTES = 32 * 2**20
 """Memory of one (pairs, T, T) float64 stack of per-neuron recurrence matrices: they are built for this many
 (sample, neuron) pairs at once, whole samples at a time (a share of ``--max-memory`` where that is smaller;
-several such stacks are alive at once: M, diag(sig') M, their Grams)."""
+a few such stacks are alive at once: M and its product with the input Gram, or the signed M of T3's c)."""
 
 
 def _pair_chunk(n: int, T: int) -> int:
@@ -374,42 +374,69 @@ def _at_states(obs: Observation, l: int, what: Any, compute: Any) -> Any:
 
 
 POWER_STEPS = 4
-"""Power steps of :func:`_max_spectral_nonneg`'s screening (more: tighter brackets, fewer exact solves)."""
+"""Power steps of :func:`_max_transition_norm`'s screening (more: tighter brackets, fewer exact solves)."""
 SCREEN_MARGIN = 1e-6
 """Relative margin of the screening: a matrix is solved exactly unless its upper bound lies this far below the
 best lower bound (rounding of the bounds cannot drop the maximiser)."""
 
 
-def _max_spectral_nonneg(mats: np.ndarray) -> np.ndarray:
-    """max over axis 1 of the spectral norms of a (b, n, p, q) stack of matrices with entries >= 0: (b,), exact.
+def _carry(g: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """M_i v_i for every sample and neuron i at once, M_i neuron i's block of :func:`_transition_blocks` (g, v:
+    (b, T, n)), without forming M: q_t = v_t + g_{t-1} q_{t-1}."""
+    q = v.copy()
+    for t in range(1, q.shape[1]):
+        q[:, t] += g[:, t - 1] * q[:, t - 1]
+    return q
 
-    Equal to the maximum over axis 1 of every matrix's exact spectral norm (eigvalsh of its smaller Gram), for a
-    fraction of its cost: every Gram A = M M^T
-    (nonnegative, symmetric) gets a bracket lambda_max(A) in [v.Av / v.v, max_i (Av)_i / v_i] from a
-    few power steps started at the all-ones vector (the Rayleigh quotient and the Collatz-Wielandt
-    bound, which holds for nonnegative A and v > 0 on A's support; a zero row of A is a zero
-    eigenvalue's and is left out), and only the matrices whose upper bound reaches the best lower
-    bound of their row are solved exactly (eigvalsh); the others cannot hold the maximum.
+
+def _carry_back(g: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """M_i^T z_i likewise (:func:`_carry`'s transpose): r_k = z_k + g_k r_{k+1}."""
+    r = z.copy()
+    for k in range(r.shape[1] - 2, -1, -1):
+        r[:, k] += g[:, k] * r[:, k + 1]
+    return r
+
+
+def _max_transition_norm(g: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:
+    """max over neurons i of ||N_i||, N_i = M_i or diag(s_i) M_i (M_i: :func:`_transition_blocks` of g), per sample:
+    (b,), exact. g, s: (b, T, n), entries >= 0.
+
+    Equal to the maximum of every block's exact spectral norm (eigvalsh of N_i N_i^T), for a fraction of its
+    cost: every A_i = N_i N_i^T (nonnegative, symmetric) gets a bracket lambda_max(A_i) in
+    [v.A_i v / v.v, max_t (A_i v)_t / v_t] from a few power steps started at the all-ones vector (the
+    Rayleigh quotient and the Collatz-Wielandt bound, which holds for nonnegative A and v > 0 on A's
+    support; a zero row of A is a zero eigenvalue's and is left out). The products A_i v run through the
+    recurrence itself (:func:`_carry`, :func:`_carry_back`: O(T) a neuron, no T x T block), and only the
+    blocks whose upper bound reaches the best lower bound of their sample are formed and solved exactly
+    (eigvalsh); the others cannot hold the maximum.
     """
-    b, n, p, q = mats.shape
+    b, T, n = g.shape
     if b * n == 0:
         return np.zeros(b)
-    m = torch.from_numpy(mats)  # torch: its batched products of small matrices beat numpy's several times
-    gram = m @ m.transpose(-1, -2) if p <= q else m.transpose(-1, -2) @ m
-    v = torch.ones(gram.shape[:-1], dtype=gram.dtype)
+
+    def gram_apply(v: np.ndarray) -> np.ndarray:  # A v = N (N^T v)
+        if s is None:
+            return _carry(g, _carry_back(g, v))
+        return s * _carry(g, _carry_back(g, s * v))
+
+    v = np.ones((b, T, n))
     for _ in range(POWER_STEPS):
-        w = (gram @ v[..., None])[..., 0]
-        top = w.amax(dim=-1, keepdim=True)
-        v = torch.where(top > 0, w / torch.where(top > 0, top, 1.0), 0.0)
-    Av = (gram @ v[..., None])[..., 0]
-    vv = (v * v).sum(dim=-1)
-    lower = torch.where(vv > 0, (v * Av).sum(dim=-1) / torch.where(vv > 0, vv, 1.0), 0.0)
-    upper = torch.where(v > 0, Av / torch.where(v > 0, v, 1.0), 0.0).amax(dim=-1)
-    best = lower.amax(dim=1, keepdim=True)
-    rows, cols = torch.nonzero(upper >= best * (1 - SCREEN_MARGIN), as_tuple=True)
-    exact = np.sqrt(np.maximum(np.linalg.eigvalsh(gram[rows, cols].numpy())[..., -1], 0.0))
+        w = gram_apply(v)
+        top = w.max(axis=1, keepdims=True)
+        v = np.where(top > 0, w / np.where(top > 0, top, 1.0), 0.0)
+    Av = gram_apply(v)
+    vv = (v * v).sum(axis=1)
+    lower = np.where(vv > 0, (v * Av).sum(axis=1) / np.where(vv > 0, vv, 1.0), 0.0)  # (b, n)
+    upper = np.where(v > 0, Av / np.where(v > 0, v, 1.0), 0.0).max(axis=1)
+    best = lower.max(axis=1, keepdims=True)
+    rows, cols = np.nonzero(upper >= best * (1 - SCREEN_MARGIN))
+    blocks = _transition_blocks(g[rows, :, cols][:, :, None], 1, T)[:, 0]  # (candidates, T, T)
+    if s is not None:
+        blocks *= s[rows, :, cols][:, :, None]  # row t scaled by s_t
+    m = torch.from_numpy(blocks)  # torch: its batched products of small matrices beat numpy's several times
+    exact = np.sqrt(np.maximum(np.linalg.eigvalsh((m @ m.transpose(-1, -2)).numpy())[..., -1], 0.0))
     out = np.zeros(b)
-    np.maximum.at(out, rows.numpy(), exact)
+    np.maximum.at(out, rows, exact)
     return out
 
 
@@ -469,22 +496,21 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray | None, gram: np.ndarray | None, 
     g' negative where u sig'(u - theta) beta > 1 - sig(u - theta)).
     """
     B, T, n = gp.shape
-    if not norms and gram is None and g_signed is None:  # K alone: row by row, no T x T blocks
-        return {"K": _time_sum(gp), "M_norm": np.zeros(B), "S_norm": np.zeros(B), "E2": np.zeros(B), "c": None}
-    K, Mn, Sn, E2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
+    K = _time_sum(gp)
+    Mn = _max_transition_norm(gp) if norms else np.zeros(B)  # M and S are entrywise >= 0 (|g'| and sig' sups)
+    Sn = _max_transition_norm(gp, sp) if norms else np.zeros(B)
+    E2 = np.zeros(B)
     c = np.zeros((B, T, n)) if g_signed is not None else None
+    if gram is None and c is None:
+        return {"K": K, "M_norm": Mn, "S_norm": Sn, "E2": E2, "c": None}
     per = _pair_chunk(n, T)
     for b0 in range(0, B, per):
         g_, s_ = gp[b0:b0 + per], None if sp is None else sp[b0:b0 + per]
         b = g_.shape[0]
-        M = _transition_blocks(g_, n, T)
-        K[b0:b0 + b] = M.max(axis=1).sum(axis=2).max(axis=1)
-        if norms:  # M and S are entrywise >= 0 (|g'| and sig' sups): the screened exact maximum applies
-            Mn[b0:b0 + b] = _max_spectral_nonneg(M)
-            S = M * np.swapaxes(s_, 1, 2)[:, :, :, None]
-            Sn[b0:b0 + b] = _max_spectral_nonneg(S)
         if gram is not None:  # row t of M_i against (a_j . a_k + 1): ||sum_j M_i[t, j] (a_j, 1)||^2
+            M = _transition_blocks(g_, n, T)
             E2[b0:b0 + b] = ((M @ gram[b0:b0 + b, None]) * M).sum(axis=3).max(axis=(1, 2))
+            del M
         if c is not None:
             Ms = _transition_blocks(g_signed[b0:b0 + per], n, T)
             c[b0:b0 + b] = (np.swapaxes(s_, 1, 2)[:, :, None, :] @ Ms)[:, :, 0, :].transpose(0, 2, 1) / T

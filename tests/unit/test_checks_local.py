@@ -209,19 +209,24 @@ def _spectral_by_eigvalsh(mats: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_screened_spectral_maximum_equals_the_exact_one(seed: int) -> None:
-    """The screening drops no maximiser: the same numbers as eigvalsh on every matrix (ties, zero rows, p != q)."""
-    from checks.local import _max_spectral_nonneg
+def test_screened_transition_norm_equals_the_exact_one(seed: int) -> None:
+    """The screening through the recurrence drops no maximiser: the numbers of eigvalsh on every formed block
+    (ties, zero spike derivatives, |g'| above 1, a clear maximiser among small ones, T = 1)."""
+    from checks.local import _max_transition_norm, _transition_blocks
 
     rng = np.random.default_rng(seed)
-    for shape in [(3, 50, 6, 6), (2, 40, 4, 7), (2, 30, 7, 4)]:
-        mats = np.tril(rng.random(shape)) if shape[2] == shape[3] else rng.random(shape)
-        mats[0, 5] = mats[0, 7]  # a tie for the maximum is no problem
-        mats[1, :, 1] = 0.0  # zero rows (a spike derivative that underflowed): a zero eigenvalue's
-        mats[-1, 3:] *= 1e-3  # a clear maximiser among small ones
-        want = _spectral_by_eigvalsh(mats).max(axis=1)
-        assert _max_spectral_nonneg(mats) == pytest.approx(want, rel=1e-12)
-    assert _max_spectral_nonneg(np.zeros((2, 3, 4, 4))) == pytest.approx([0.0, 0.0])
+    for b, T, n in [(3, 6, 50), (2, 9, 40), (2, 1, 10)]:
+        g = rng.random((b, T, n)) * 1.3
+        s = rng.random((b, T, n))
+        g[0, :, 5] = g[0, :, 7]  # a tie for the maximum is no problem
+        s[0, :, 5] = s[0, :, 7]
+        s[1, T // 2] = 0.0  # a spike derivative that underflowed: a zero row of diag(s) M
+        g[-1, :, 3:] *= 1e-3  # a clear maximiser among small ones
+        M = _transition_blocks(g, n, T)  # (b, n, T, T)
+        S = M * np.swapaxes(s, 1, 2)[:, :, :, None]
+        assert _max_transition_norm(g) == pytest.approx(_spectral_by_eigvalsh(M).max(axis=1), rel=1e-12)
+        assert _max_transition_norm(g, s) == pytest.approx(_spectral_by_eigvalsh(S).max(axis=1), rel=1e-12)
+    assert _max_transition_norm(np.zeros((2, 4, 3)), np.zeros((2, 4, 3))) == pytest.approx([0.0, 0.0])
 
 
 @pytest.mark.parametrize("seed", range(3))
