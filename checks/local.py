@@ -31,9 +31,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -532,7 +533,8 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     |sig''| at T1's closed forms, for callers that need first-order quantities only (T5's search for
     delta reads U1, which neither enters). Values of the states that do not depend on delta are
     computed once per observation (``obs.derived``); each layer's elementwise sups are reduced
-    before the next layer's are made, so the peak memory holds one layer's.
+    before the next layer's are made, so the peak memory holds one layer's. The work runs in chunks of
+    samples, side by side on torch's intra-op thread count (:func:`_each_chunk`), which share the chunk budget.
     """
     D = len(model.spiking_specs)
     delta = [0.0] * D if delta is None else [float(d) for d in delta]
@@ -544,10 +546,11 @@ def measure(model: SNN, obs: Observation, *, delta: list[float] | None = None, r
     folded = [folded_dense_matrix(model.layers[spec.index].weight, pools_before(model.plan, spec)).numpy()
               if l > 0 and spec.kind == "dense" else None for l, spec in enumerate(model.spiking_specs)]
     B = len(obs.u[0]) if D else 0
-    per = _measure_chunk(model, chunk_budget(MEASURE_CHUNK_BYTES))
-    parts = [_measure_samples(model, obs, slice(b0, min(B, b0 + per)), delta, rho, norms, caps, second_order, u_max,
-                              neuron, folded)
-             for b0 in range(0, B, per)]
+    workers = max(1, min(torch.get_num_threads(), B))
+    per = _measure_chunk(model, chunk_budget(MEASURE_CHUNK_BYTES) // workers)  # the workers share the budget
+    parts = _each_chunk(lambda sl: _measure_samples(model, obs, sl, delta, rho, norms, caps, second_order, u_max,
+                                                    neuron, folded),
+                        [slice(b0, min(B, b0 + per)) for b0 in range(0, B, per)], workers)
     layers = [LayerConstants(**{f.name: _stack([getattr(p[0][l], f.name) for p in parts])
                                 for f in dataclasses.fields(LayerConstants)}) for l in range(D)]
     sups = [tuple(np.concatenate([p[2][l][k] for p in parts]) for k in range(4)) for l in range(len(parts[0][2]))]
@@ -567,6 +570,24 @@ def _measure_chunk(model: SNN, budget: int) -> int:
     widths = [spec.width for spec in model.spiking_specs]
     per_sample = 8 * model.config.T * (2 * sum(widths) + 12 * max(widths, default=1))
     return max(1, budget // max(per_sample, 1))
+
+
+def _each_chunk(fn: Callable[[slice], Any], chunks: list[slice], workers: int) -> list[Any]:
+    """[fn(c) for c in chunks], on up to ``workers`` threads (torch's intra-op thread count: what the user allows).
+
+    :func:`measure`'s work is numpy's elementwise arithmetic and single-threaded LAPACK, which release the GIL but use
+    one core each: its chunks of samples are independent, so they run side by side, each as it would alone (torch's
+    own ops in them on one thread, restored after). The results, and their order, are those of the plain loop."""
+    workers = min(workers, len(chunks))
+    if workers <= 1:
+        return [fn(c) for c in chunks]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="measure") as pool:
+            return list(pool.map(fn, chunks))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _stack(values: list[Any]) -> Any:

@@ -8,8 +8,10 @@ of the README, ``python -m checks.all`` took 81 s and 15 million minor page faul
 with the policy below, 62 s and 1.1 million (the same records).
 
 :func:`retain_freed_memory` makes glibc serve every block from its heap and never shrink it on
-``free`` (``mallopt``: ``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` at its maximum): freed memory is then
-reused without new faults, as PyTorch's CUDA caching allocator reuses device memory. The resident
+``free`` (``mallopt``: ``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` at its maximum), and serve every thread
+from that one heap (``M_ARENA_MAX`` 1: what a worker thread frees, the main thread reuses, instead of
+each thread keeping its own): freed memory is then reused without new faults, as PyTorch's CUDA
+caching allocator reuses device memory. The resident
 memory then stays at the process's peak until :func:`release_freed_memory` (glibc's ``malloc_trim``)
 hands the free pages back, which a command calls where one phase ends and a smaller one begins.
 The commands (``sast.train``, ``sast.evaluate``, ``sast.experiments``, ``sast.demo``, the checks)
@@ -34,6 +36,7 @@ ENV = "SAST_MALLOC"
 # glibc's mallopt parameters (malloc.h) and the largest trim threshold mallopt accepts (an int)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 _TRIM_MAX = 2**31 - 1
 
 _retained = False
@@ -61,8 +64,9 @@ def retain_freed_memory() -> bool:
     libc = _glibc()
     if libc is None or os.environ.get(ENV, "").strip().lower() == "system":
         return False
-    # both succeed or the policy is glibc's own again (mallopt returns 1 on success)
-    if libc.mallopt(_M_MMAP_MAX, 0) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_MAX) != 1:
+    # mallopt returns 1 on success
+    if not all(libc.mallopt(param, value) == 1
+               for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_MAX), (_M_ARENA_MAX, 1))):
         return False
     _retained = True
     return True

@@ -23,8 +23,10 @@ pytestmark = pytest.mark.skipif(heap._glibc() is None or not sys.platform.starts
 
 # A 64 MB tensor, allocated, touched and freed; then where its memory went: glibc's mmapped bytes
 # (mallinfo2's hblkhd) while it lived, and the resident memory after its free and after release_freed_memory.
+# Then 16 MB that a worker thread allocated and freed, and how much the resident memory grows when the main
+# thread allocates as much.
 PROBE = textwrap.dedent("""
-    import ctypes, json, sys
+    import ctypes, json, sys, threading
     import torch
     from sast import heap
 
@@ -47,8 +49,20 @@ PROBE = textwrap.dedent("""
     del t
     after_free = rss_mb()
     heap.release_freed_memory()
+    after_release = rss_mb()
+
+    def work():  # a worker thread's 16 MB, freed, then as much in the main thread
+        a = torch.ones(4 * 2**20)
+        del a
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    r0 = rss_mb()
+    b = torch.ones(4 * 2**20)
+    thread_growth = rss_mb() - r0
     print(json.dumps({"retained": retained, "again": heap.retain_freed_memory() if retained else None,
-                      "mapped_mb": mapped / 2**20, "after_free_mb": after_free, "after_release_mb": rss_mb()}))
+                      "mapped_mb": mapped / 2**20, "thread_growth_mb": thread_growth, "after_free_mb": after_free, "after_release_mb": after_release}))
 """)
 
 
@@ -68,6 +82,7 @@ def test_retained_memory_comes_from_the_heap_stays_after_free_and_goes_back_on_r
     r = _probe("retain")
     assert r["retained"] is True and r["again"] is True  # in effect, and idempotent
     assert r["mapped_mb"] == 0  # served from the heap, not by a fresh mmap
+    assert r["thread_growth_mb"] < 4  # what a worker thread freed, the main thread reuses (one arena)
     assert r["after_free_mb"] - r["after_release_mb"] > 48  # kept when freed; handed back by release_freed_memory
 
 
@@ -75,6 +90,7 @@ def test_glibcs_own_policy_maps_large_blocks_and_unmaps_them_on_free() -> None:
     """The reference the retained policy is measured against: what glibc does by itself."""
     r = _probe("system")
     assert r["mapped_mb"] >= 64  # a fresh mmap, faulted in page by page
+    assert r["thread_growth_mb"] > 12  # mapped again, faulted in again
     assert abs(r["after_free_mb"] - r["after_release_mb"]) < 16  # already gone at free: nothing left to release
 
 
