@@ -430,7 +430,8 @@ def _max_transition_norm(g: np.ndarray, s: np.ndarray | None = None) -> np.ndarr
     lower = np.where(vv > 0, (v * Av).sum(axis=1) / np.where(vv > 0, vv, 1.0), 0.0)  # (b, n)
     upper = np.where(v > 0, Av / np.where(v > 0, v, 1.0), 0.0).max(axis=1)
     best = lower.max(axis=1, keepdims=True)
-    rows, cols = np.nonzero(upper >= best * (1 - SCREEN_MARGIN))
+    # best = 0: every A_i of the sample is 0 (a nonzero PSD A with entries >= 0 has v.Av > 0), its norm 0 without a solve
+    rows, cols = np.nonzero((upper >= best * (1 - SCREEN_MARGIN)) & (best > 0))
     blocks = _transition_blocks(g[rows, :, cols][:, :, None], 1, T)[:, 0]  # (candidates, T, T)
     if s is not None:
         blocks *= s[rows, :, cols][:, :, None]  # row t scaled by s_t
