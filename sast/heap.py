@@ -31,7 +31,9 @@ from functools import lru_cache
 __all__ = ["ENV", "release_freed_memory", "retain_freed_memory", "retained"]
 
 ENV = "SAST_MALLOC"
-"""``SAST_MALLOC=system``: :func:`retain_freed_memory` leaves glibc's allocator policy as it is."""
+"""``SAST_MALLOC=system``: :func:`retain_freed_memory` leaves glibc's allocator policy as it is (``retain`` or
+unset: the commands' policy; any other value is refused)."""
+_CHOICES = ("retain", "system")
 
 # glibc's mallopt parameters (malloc.h) and the largest trim threshold mallopt accepts (an int)
 _M_TRIM_THRESHOLD = -1
@@ -57,12 +59,16 @@ def _glibc() -> ctypes.CDLL | None:
 def retain_freed_memory() -> bool:
     """Serve every allocation from the heap and keep freed memory there (glibc); True where now in effect.
 
-    Idempotent. Returns False (changing nothing) off glibc or with ``SAST_MALLOC=system``."""
+    Idempotent. Returns False (changing nothing) off glibc or with ``SAST_MALLOC=system``; raises ValueError (a
+    command's bad input: one line, exit 2) for a value of ``SAST_MALLOC`` other than those two and empty."""
     global _retained
+    choice = os.environ.get(ENV, "").strip().lower() or "retain"
+    if choice not in _CHOICES:
+        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected one of {', '.join(_CHOICES)} (or unset: retain)")
     if _retained:
         return True
     libc = _glibc()
-    if libc is None or os.environ.get(ENV, "").strip().lower() == "system":
+    if libc is None or choice == "system":
         return False
     # mallopt returns 1 on success
     if not all(libc.mallopt(param, value) == 1

@@ -97,3 +97,14 @@ def test_glibcs_own_policy_maps_large_blocks_and_unmaps_them_on_free() -> None:
 def test_sast_malloc_system_leaves_glibcs_policy() -> None:
     r = _probe("retain", **{heap.ENV: "system"})
     assert r["retained"] is False and r["mapped_mb"] >= 64
+
+
+def test_a_mistyped_sast_malloc_is_refused_in_one_line_by_the_commands(monkeypatch, tmp_path, capsys) -> None:
+    from checks.all import main
+
+    monkeypatch.setenv(heap.ENV, "sytem")
+    with pytest.raises(ValueError, match="SAST_MALLOC='sytem': expected one of retain, system"):
+        heap.retain_freed_memory()
+    assert main(["--model", str(tmp_path / "ckpt.pt")]) == 2  # before the model is read
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SAST_MALLOC" in err[0]
