@@ -268,7 +268,7 @@ def child(spec: dict[str, Any]) -> int:
         from checks import _memory
         from checks._load import load_checkpoint
         from checks.all import run_all
-        from sast import checkpoint
+        from sast import checkpoint, heap
         from sast.data.registry import get_spec
         from sast.model import SNN
         from sast.train.config import TrainConfig
@@ -276,6 +276,7 @@ def child(spec: dict[str, Any]) -> int:
 
         if spec["threads"]:
             torch.set_num_threads(spec["threads"])
+        heap.retain_freed_memory()  # as python -m checks.all runs (sast.heap)
         t0 = time.perf_counter()
         cfg = TrainConfig.for_data(DATA, layers=spec["layers"], T=spec["T"], limit=spec["limit"],
                                    cache_dir=spec["cache_dir"])
