@@ -503,10 +503,8 @@ def _recurrence(gp: np.ndarray, sp: np.ndarray | None, gram: np.ndarray | None, 
     Sn = _max_transition_norm(gp, sp) if norms else np.zeros(B)
     E2 = np.zeros(B)
     c = np.zeros((B, T, n)) if g_signed is not None else None
-    if gram is None and c is None:
-        return {"K": K, "M_norm": Mn, "S_norm": Sn, "E2": E2, "c": None}
     per = _pair_chunk(n, T)
-    for b0 in range(0, B, per):
+    for b0 in range(0, B, per):  # the formed blocks: E and c only (neither: nothing to do)
         g_, s_ = gp[b0:b0 + per], None if sp is None else sp[b0:b0 + per]
         b = g_.shape[0]
         if gram is not None:  # row t of M_i against (a_j . a_k + 1): ||sum_j M_i[t, j] (a_j, 1)||^2
