@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from sast import heap, native
 from sast.model import SNN, SNNConfig
 
 # The demo network of the issue and of `make demo`: synth-nmnist frames (2 x 34 x 34), T = 20,
@@ -141,6 +142,8 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "native": native.status(),  # the fast path's compiled loops (sast.native): built, off or unavailable
+        "freed_memory_kept": heap.retained(),  # sast.heap's policy in effect
     }
     try:
         env["load_average"] = os.getloadavg()

@@ -18,7 +18,9 @@ every layer's (B, T, n) state, the traffic no implementation of the step avoids.
 
 Contenders: ``sast-plain`` (layer by layer, one matmul for all T, the plain recurrence),
 ``sast-fast`` (the default: sparse first-layer products, one autograd node for the
-recurrence), ``sast-fast-dense`` (the fast recurrence with a dense first layer),
+recurrence, run by sast.native's compiled loops where they build), ``sast-fast-torch-ops``
+(the same with the recurrence and pooling in torch ops, ``SAST_NATIVE=off``),
+``sast-fast-dense`` (the fast recurrence with a dense first layer),
 ``snntorch`` (Leaky, a loop over time steps as in its tutorials), ``spikingjelly``
 (LIFNode, multi-step mode, T-first input prepared beforehand), and with ``--compile``
 ``sast-compiled`` (torch.compile of the plain path).
@@ -40,7 +42,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sast import heap  # noqa: E402
+from sast import heap, native  # noqa: E402
 from bench._common import (  # noqa: E402
     CONV_BATCH,
     CONV_INPUT,
@@ -261,6 +263,15 @@ def sgd_step_fn(forward: Callable[[torch.Tensor], torch.Tensor], params: list[nn
     return step
 
 
+def _with_setting(choice: str, step: Callable[[], float]) -> Callable[[], float]:
+    """``step`` under SAST_NATIVE=choice (forward and backward: the setting is read at every op of the fast path)."""
+    def run() -> float:
+        with native.setting(choice):
+            return step()
+
+    return run
+
+
 def contenders(model: SNN, x: torch.Tensor, *, libraries: bool = True, compile: bool = False
                ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """name -> forward function taking the (B, T, ...) frames."""
@@ -335,6 +346,8 @@ def run(*, layers: list[str] | None = None, input_shape: tuple[int, ...] = DEMO_
     params = list(model.parameters())
     fns: dict[str, Callable[[], Any]] = {"floor": gemm_floor(model, x), "floor+stream": bandwidth_floor(model, x)}
     fns.update({name: sgd_step_fn(f, params, x, y) for name, f in forwards.items()})
+    if native.available():  # the same default path with its torch ops instead of the compiled loops, side by side
+        fns["sast-fast-torch-ops"] = _with_setting("off", sgd_step_fn(forwards["sast-fast"], params, x, y))
     if progress:
         print(f"timing {', '.join(fns)} ({rounds} rounds)", file=sys.stderr)
     with warnings.catch_warnings():

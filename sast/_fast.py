@@ -1,6 +1,6 @@
 """The fast path of the model: the same numbers as the plain path, with less work.
 
-Two custom autograd Functions replace the plain ops where profiling showed the time goes:
+Custom autograd Functions replace the plain ops where profiling showed the time goes:
 
 - :func:`sparse_input_linear`: the first dense layer on event frames, I = x W^T + b, where x is
   mostly zeros (binned events: a few percent nonzero). The forward product and the weight
@@ -20,6 +20,15 @@ Two custom autograd Functions replace the plain ops where profiling showed the t
 
   where G and M are computed for all t at once (a few whole-tensor ops), so the loop over T is one
   multiply-add a step, in place, with no zero-filled buffer per step (see _adjoint_coefficients).
+- :func:`avg_pool`: a conv net's pooling of the spikes, with its adjoint, as compiled loops.
+
+On a CPU, for float32 and float64, :mod:`sast.native` runs the recurrence's forward, its backward and the
+adjoint's backward as compiled loops (one pass over the state each, on torch's OpenMP threads), and the
+average pooling of conv layers with its adjoint; the formulas are the ones written here, and the torch ops
+below run wherever the loops do not (a GPU, another dtype, batched gradients, no C compiler,
+``SAST_NATIVE=off``). The loops' sigmoid has its own exp, so in smooth mode they agree with these ops to a
+few units in the last place rather than bit for bit (tests/unit/test_native.py; tests/unit/test_fast_path.py
+runs every test on both).
 
 Exactness everywhere (the design choice): under ``create_graph=True`` both backwards are
 differentiable functions of the Function's inputs, its outputs and the incoming gradients only
@@ -44,6 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch._C import _functorch
 from torch.autograd import forward_ad
+
+from sast import native
 
 # The sparse first layer pays one pass over x to find its nonzeros; above this fraction of
 # nonzeros a dense GEMM is cheaper on a CPU (measured on the 2312-256 layer: the sparse products
@@ -299,7 +310,12 @@ def _adjoint_coefficients_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: T
 
 
 def _adjoint_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, kw: dict) -> Tensor | None:
-    """dI of the LIF recurrence without autograd: G and M, then d_t = G_t + M_t d_{t+1} in place in G."""
+    """dI of the LIF recurrence without autograd: G and M, then d_t = G_t + M_t d_{t+1} in place in G (or the
+    compiled loop, one pass, where :mod:`sast.native` takes the tensors)."""
+    if gu is None and (gs is None or kw["mode"] == "hard"):
+        return None
+    if native.supports(u, s, gu, gs):
+        return native.adjoint(u, s, gu, gs, **kw)
     with _cpu_threads(u.device, "heavy"):
         g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
     if g is None:
@@ -319,6 +335,8 @@ class _LIF(torch.autograd.Function):
     @staticmethod
     def forward(currents: Tensor, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,  # type: ignore[override]
                 mode: str) -> tuple[Tensor, Tensor]:
+        if native.supports(currents):
+            return native.forward(currents, lam, theta, beta, reset, mode)
         with _cpu_threads(currents.device, _kind(currents[:, 0].numel())):
             return _LIF._forward(currents, lam, theta, beta, reset, mode)
 
@@ -445,6 +463,9 @@ class _LIFAdjoint(torch.autograd.Function):
         batched = _functorch_active() or _functorch.is_batchedtensor(e) or _functorch.is_legacy_batchedtensor(e)
         if torch.is_grad_enabled() or batched:  # create_graph (a third derivative), or batched grad_outputs
             return _LIFAdjoint._backward_recorded(u, s, gs, d, e, ctx)  # (vmap): out of place
+        if native.supports(u, s, gs, d, e):  # the formulas below, one compiled pass
+            g_u, g_s, a, g_gs = native.adjoint_backward(u, s, gs, d, e, lam, theta, beta, ctx.reset, ctx.has_gs)
+            return g_u, g_s, a if ctx.has_gu else None, g_gs, None, None, None, None
         T = u.shape[1]
         with _cpu_threads(u.device, "heavy"):  # in place: every pass over (B, T, ...) counts
             oms = torch.sub(1, s)
@@ -496,6 +517,58 @@ class _LIFAdjoint(torch.autograd.Function):
         g_gu = a if ctx.has_gu else None
         g_gs = a * dsig if ctx.has_gs else None
         return g_u, g_s, g_gu, g_gs, None, None, None, None
+
+
+# --------------------------------------------------------------------------- average pooling
+
+
+class _AvgPool(torch.autograd.Function):
+    """avg_pool2d(x, k) through sast.native's loop; its backward is the adjoint (:class:`_AvgUnpool`), itself a
+    Function whose backward is this one: the map is linear, so every derivative order is exact."""
+
+    @staticmethod
+    def forward(x: Tensor, k: int) -> Tensor:  # type: ignore[override]
+        return native.avg_pool(x, k)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        x, ctx.k = inputs
+        ctx.size = tuple(x.shape[-2:])
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        return _avg_unpool(g, ctx.k, ctx.size), None
+
+
+def _avg_unpool(g: Tensor, k: int, size: tuple[int, int]) -> Tensor:
+    """The adjoint of avg_pool2d(., k) onto (..., H, W) = ``size``: the loop, or torch ops for batched gradients."""
+    if native.supports(g):
+        return _AvgUnpool.apply(g, k, size)
+    spread = g.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) / (k * k)
+    return F.pad(spread, (0, size[1] - spread.shape[-1], 0, size[0] - spread.shape[-2]))
+
+
+class _AvgUnpool(torch.autograd.Function):
+    @staticmethod
+    def forward(g: Tensor, k: int, size: tuple[int, int]) -> Tensor:  # type: ignore[override]
+        return native.avg_unpool(g, k, size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        ctx.k = inputs[1]
+
+    @staticmethod
+    def backward(ctx, gg: Tensor):  # type: ignore[override]
+        return (_AvgPool.apply(gg, ctx.k) if native.supports(gg) else F.avg_pool2d(gg, ctx.k)), None, None
+
+
+def avg_pool(x: Tensor, k: int) -> Tensor:
+    """``F.avg_pool2d(x, k)`` of x (M, C, H, W): the compiled loop where :mod:`sast.native` takes x (a CPU float
+    tensor), else torch's. On a CPU, torch's kernel took 3.4 ms on the conv step's (640, 32, 8, 8) spikes, and as
+    long again for its backward; tests/unit/test_native.py checks the two against each other."""
+    if native.supports(x):
+        return _AvgPool.apply(x, k)
+    return F.avg_pool2d(x, k)
 
 
 def lif(currents: Tensor, *, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,

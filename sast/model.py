@@ -357,7 +357,9 @@ class SNN(nn.Module):
         raw = True  # a is still the input frames (no pooling or spiking layer yet)
         for spec in self.plan:
             if spec.kind == "pool":
-                a = F.avg_pool2d(a.flatten(0, 1), spec.kernel).unflatten(0, (B, T))
+                frames = a.flatten(0, 1)
+                pooled = _fast.avg_pool(frames, spec.kernel) if fast else F.avg_pool2d(frames, spec.kernel)
+                a = pooled.unflatten(0, (B, T))
                 raw = False
             elif spec.kind == "flatten":
                 a = a.flatten(2)

@@ -20,6 +20,7 @@ from bench import run_all
 from bench import sam_step as sam_bench
 from bench import train_step as step_bench
 from bench._common import round_robin
+from sast import native
 
 TINY = dict(input_shape=(2, 6, 6), T=3)
 
@@ -40,6 +41,7 @@ def test_train_step_bench_runs_and_contenders_compute_the_same_function(layers):
     res = step_bench.run(layers=layers, batch=4, rounds=2, density=0.2, check_batch=2, progress=False, **TINY)
     timing, checks = res["timing"], res["checks"]
     assert {"floor", "floor+stream", "sast-plain", "sast-fast", "sast-fast-dense"} <= set(timing)
+    assert ("sast-fast-torch-ops" in timing) == native.available()  # both paths of the fast step, side by side
     assert res["vs_bandwidth_floor"]["floor+stream"]["ratio"] == 1.0  # the second table's reference
     for name in ("sast-fast", "sast-fast-dense"):
         assert checks[name]["forward_max_abs_diff"] < 1e-12 and checks[name]["grad_rel_error"] < 1e-10
