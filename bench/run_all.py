@@ -159,6 +159,11 @@ def collect_targets(r: dict[str, Any], threads: int | None) -> list[Target]:
         tim = conv["timing"]
         t.append(Target("conv step: sast-fast / its GEMM floor", tim["sast-fast"]["ratio"], 1.1,
                         threads=conv.get("threads"), note=f"plain {tim['sast-plain']['ratio']:.2f}"))
+        bw = conv.get("vs_bandwidth_floor", {}).get("sast-fast")
+        if bw:  # the reference for a memory-bound recurrence: the GEMMs plus the state's unavoidable passes
+            t.append(Target("conv step: sast-fast / floor+stream", bw["ratio"], 1.1, threads=conv.get("threads"),
+                            note=f"torch ops {conv['vs_bandwidth_floor']['sast-fast-torch-ops']['ratio']:.2f}"
+                                 if "sast-fast-torch-ops" in conv["vs_bandwidth_floor"] else ""))
     sam = r.get("sam_step")
     if sam:
         t.append(Target("SAST step / SF step", sam["ratio"], 2.05, threads=sam.get("threads")))

@@ -346,7 +346,7 @@ def run(*, layers: list[str] | None = None, input_shape: tuple[int, ...] = DEMO_
     params = list(model.parameters())
     fns: dict[str, Callable[[], Any]] = {"floor": gemm_floor(model, x), "floor+stream": bandwidth_floor(model, x)}
     fns.update({name: sgd_step_fn(f, params, x, y) for name, f in forwards.items()})
-    if native.available():  # the same default path with its torch ops instead of the compiled loops, side by side
+    if x.device.type == "cpu" and native.available():  # the default path with its torch ops instead of the loops
         fns["sast-fast-torch-ops"] = _with_setting("off", sgd_step_fn(forwards["sast-fast"], params, x, y))
     if progress:
         print(f"timing {', '.join(fns)} ({rounds} rounds)", file=sys.stderr)

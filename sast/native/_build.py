@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -102,8 +103,39 @@ def _writable_dir(preferred: Path) -> tuple[Path, bool]:
         return Path(tempfile.mkdtemp(prefix="sast-native-")), True
 
 
+STALE_S = 3600
+"""A temporary file of a build older than this (its process was killed mid-build) is removed by the next build."""
+
+
+def _remove_stale(where: Path) -> None:
+    now = time.time()
+    for tmp in where.glob(".kernels-*.so"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_S:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _build_into(cc: str, flags: tuple[str, ...], where: Path, path: Path) -> str | None:
+    """Compile to a temporary name in ``where``, then rename it to ``path``; None on success, else why not."""
+    _remove_stale(where)
+    fd, tmp = tempfile.mkstemp(dir=where, prefix=f".{path.stem}-", suffix=".so")
+    os.close(fd)
+    try:
+        err = _compile(cc, flags, Path(tmp))
+        if err is None:
+            os.replace(tmp, path)
+        return err
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def build() -> tuple[ctypes.CDLL, Path]:
-    """The loaded library and its path, building it first where the cache has none; BuildError if impossible."""
+    """The loaded library and its path, building it first where the cache has none; BuildError if impossible.
+
+    A cached library that does not load (a damaged file) is removed and built again once."""
     cc = compiler()
     if cc is None:
         raise BuildError("no C compiler found (set CC, or install cc, gcc or clang)")
@@ -116,22 +148,19 @@ def build() -> tuple[ctypes.CDLL, Path]:
                                         (source, cc, version, " ".join(flags), cpu))).hexdigest()[:20]
         where, temporary = _writable_dir(cache_dir())
         path = where / f"kernels-{key}.so"
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=where, prefix=f".kernels-{key}-", suffix=".so")
-            os.close(fd)
-            try:
-                err = _compile(cc, flags, Path(tmp))
-                if err is not None:
-                    errors.append(err)
-                    continue
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
         try:
-            return ctypes.CDLL(str(path)), path
-        except OSError as e:
-            errors.append(f"loading {path}: {e}")
+            for attempt in range(2):
+                if not path.exists():
+                    err = _build_into(cc, flags, where, path)
+                    if err is not None:
+                        errors.append(err)
+                        break
+                try:
+                    return ctypes.CDLL(str(path)), path
+                except OSError as e:
+                    errors.append(f"loading {path}: {e}")
+                    if attempt == 0:
+                        path.unlink(missing_ok=True)
         finally:
             if temporary:  # a loaded library stays mapped after its file is gone
                 shutil.rmtree(where, ignore_errors=True)

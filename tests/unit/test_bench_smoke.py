@@ -101,8 +101,12 @@ def test_run_all_summary_rows_and_json(tmp_path, monkeypatch):
     timing = {n: {"median_ms": ms, "ratio": ms / 100} for n, ms in
               [("floor", 100.0), ("sast-plain", 120.0), ("sast-fast", 40.0), ("sast-fast-dense", 110.0),
                ("snntorch", 170.0), ("spikingjelly", 130.0)]}
-    results = {"train_step": {"timing": timing, "threads": 1}, "sam_step": {"ratio": 2.1, "threads": 1}}
+    bandwidth = {"sast-fast": {"ratio": 1.3}, "sast-fast-torch-ops": {"ratio": 2.2}}
+    results = {"train_step": {"timing": timing, "threads": 1}, "sam_step": {"ratio": 2.1, "threads": 1},
+               "train_step_conv": {"timing": timing, "vs_bandwidth_floor": bandwidth, "threads": 1}}
     targets = {t.name: t for t in run_all.collect_targets(results, 1)}
+    assert targets["conv step: sast-fast / floor+stream"].met is False
+    assert targets["conv step: sast-fast / floor+stream"].value == 1.3
     assert targets["demo step: sast-fast / GEMM floor"].met is True
     assert targets["demo step: snnTorch / sast-fast"].value == pytest.approx(170 / 40)
     assert targets["SAST step / SF step"].met is False

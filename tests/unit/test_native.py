@@ -193,6 +193,29 @@ def test_the_library_is_built_once_and_then_loaded_from_the_cache(fresh):
     assert again == first and first.stat().st_mtime_ns == stamp
     assert first.parent == fresh / "cache"
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary file left behind
+    # a damaged cache entry (a new file at its name: this process keeps its mapping of the old one) fails to load
+    # in a new process, which removes it and builds it again
+    first.unlink()
+    first.write_bytes(b"not a library")
+    code = "from sast.native import _build; print(_build.build()[1])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(first) and first.read_bytes() != b"not a library"
+    assert [p.name for p in first.parent.iterdir()] == [first.name]
+
+
+def test_a_build_killed_midway_leaves_nothing_that_a_later_build_loads(fresh):
+    """A killed build leaves its temporary file, never the library's name: the next build compiles afresh and
+    removes temporary files older than an hour."""
+    cache = fresh / "cache"
+    cache.mkdir()
+    stale, recent = cache / ".kernels-abc-old.so", cache / ".kernels-abc-new.so"
+    for f in (stale, recent):
+        f.write_bytes(b"\x7fELF half-written")
+    os.utime(stale, (0, 0))
+    _, path = _build.build()
+    assert path.parent == cache and not stale.exists() and recent.exists()
+    assert native.available()
 
 
 def test_an_unwritable_cache_falls_back_to_a_temporary_directory(fresh, monkeypatch):
