@@ -33,8 +33,8 @@ from torch._C import _functorch
 
 from sast.native._build import BuildError, build
 
-__all__ = ["ENV", "adjoint", "adjoint_backward", "available", "avg_pool", "avg_unpool", "forward", "setting",
-           "status", "supports"]
+__all__ = ["ENV", "adjoint", "adjoint_backward", "available", "avg_pool", "avg_unpool", "check_setting", "forward",
+           "setting", "status", "supports"]
 
 ENV = "SAST_NATIVE"
 _CHOICES = ("auto", "off", "require")
@@ -54,6 +54,12 @@ def _choice() -> str:
     if choice not in _CHOICES:
         raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected one of {', '.join(_CHOICES)} (or unset: auto)")
     return choice
+
+
+def check_setting() -> str:
+    """The value of ``SAST_NATIVE`` (auto where unset); ValueError for any other value. The command lines call it
+    before their work, so a mistyped value is refused (exit 2) before a run folder is made."""
+    return _choice()
 
 
 def _library() -> ctypes.CDLL | None:

@@ -230,3 +230,39 @@ def test_screened_max_of_g_prime_keeps_a_maximiser_that_float32_ranks_below_othe
     u = (theta + offsets).float()
     want = float(np.abs(g_derivative(u.double().numpy(), 1, lam, theta, beta, "subtract")).max())
     assert max_abs_g_prime(u, lam, theta, beta, "subtract") == want
+
+
+def _close(a, b, path="") -> list[str]:
+    """Where two records differ beyond float64 rounding (relative 1e-9, absolute 1e-10), as paths."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path}: keys {sorted(a)} != {sorted(b)}"]
+        return [d for k in a for d in _close(a[k], b[k], f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} != {len(b)} entries"]
+        return [d for i, (p, q) in enumerate(zip(a, b)) for d in _close(p, q, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-10) else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_checks_all_records_are_the_same_with_the_compiled_loops_and_the_torch_ops(tmp_path) -> None:
+    """The recurrence's compiled loops (sast.native) and the fast path's torch ops agree to a few ulp: every check's
+    record of checks.all (float64, a conv net with pooling) is the same, to float64 rounding."""
+    from checks._load import Loaded
+    from sast import native
+
+    if not native.available():
+        pytest.skip(f"the compiled loops are not available here: {native.status()}")
+    model = _model(["conv:2:3:2", "pool:2", "dense:4"], (1, 9, 9))
+    x, y = _probe((1, 9, 9), n=5)
+    loaded = Loaded(model.eval(), {"train_config": {"rho": 0.1}}, (x, y), tmp_path, torch.device("cpu"),
+                    torch.float64, None, "checkpoint")
+    with native.setting("require"):
+        loops = _records(loaded)
+    with native.setting("off"):
+        ops = _records(loaded)
+    assert [r["id"] for r in loops] == [r["id"] for r in ops]
+    assert [r["status"] for r in loops] == [r["status"] for r in ops]
+    assert _close(loops, ops) == []

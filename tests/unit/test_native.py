@@ -329,3 +329,16 @@ def test_batched_gradients_through_the_pooling_take_the_torch_ops():
     want = torch.autograd.functional.hessian(lambda t: (torch.nn.functional.avg_pool2d(t, 2) ** 3).sum(), x,
                                              vectorize=True)
     torch.testing.assert_close(hess, want, rtol=1e-14, atol=1e-14)
+
+
+def test_a_mistyped_setting_is_refused_by_the_commands_before_any_work(monkeypatch, tmp_path, capsys):
+    from apps.train import main as train_main
+    from checks.all import main as checks_main
+
+    monkeypatch.setenv(native.ENV, "of")
+    assert checks_main(["--model", str(tmp_path / "ckpt.pt")]) == 2  # before the model is read
+    assert train_main(["--epochs", "1", "--limit", "200", "--run-dir", str(tmp_path / "run"), "--no-progress",
+                       "--monitor", "off"]) == 2
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("SAST_NATIVE='of'" in line for line in err), err
