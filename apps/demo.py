@@ -22,7 +22,7 @@ from typing import Sequence
 
 from apps.wiring import monitor_callbacks
 from runfolder import EXIT_CODES_EPILOG, REPORT_FILE, check_writable, guard
-from sast import heap, native
+from sast import process
 from sast.tensorboard_log import tensorboard_help, tensorboard_sinks
 from sast.train import StopTraining, TrainConfig, TrainingDiverged, load_data, train
 
@@ -53,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--tensorboard", default=None, metavar="DIR", help=tensorboard_help(f"sf or sast-rho{DEMO_RHO:g}"))
     args = p.parse_args(argv)
-    heap.retain_freed_memory()  # the SNN's large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     out = Path(args.out)
     base = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
     runs = [("SF", TrainConfig(**{**base.to_dict(), "method": "sf"})),

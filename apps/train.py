@@ -26,7 +26,7 @@ from typing import Sequence
 
 from apps.wiring import monitor_callbacks
 from runfolder import CONFIG_FILE, EXIT_CODES_EPILOG, LOCK_FILE, INPUT_ERRORS, check_writable, describe, guard
-from sast import distributed, heap, native
+from sast import distributed, process
 from sast.callbacks import StopTraining
 from sast.data import DOWNLOAD_HELP, SPLITS as DATA_SPLITS, download
 from sast.model import SNNConfig
@@ -140,8 +140,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 @guard
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    heap.retain_freed_memory()  # the SNN's large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     main_rank = distributed.env_rank() == 0  # under torchrun all ranks meet the same input errors: one prints
     try:
         cfg = config_from_args(args)

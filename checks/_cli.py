@@ -27,7 +27,7 @@ from checks._load import (DEFAULT_PROBE, DTYPES, Loaded, load_checkpoint,  # noq
 from checks._result import CheckResult
 from runfolder import EXIT_CODES_EPILOG, INPUT_ERRORS, check_writable, guard  # noqa: F401 (INPUT_ERRORS as before)
 from checks import _memory
-from sast import heap, model_file, native
+from sast import model_file, process
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, batch: int = DEFAULT_PROBE) -> None:
@@ -172,8 +172,7 @@ def run_cli(
         add_flags(p)
     args = p.parse_args(argv)
     budget = max_memory(args)
-    heap.retain_freed_memory()  # the checks' large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     loaded = load_from_flags(args, record=False)
     if args.json:
         check_writable(args.json)

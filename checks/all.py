@@ -29,7 +29,7 @@ from checks._result import CheckResult
 from checks.constants import model_constants
 from checks.local import release_shared, sharing_observations
 from checks import _memory, smoothness
-from sast import heap, native
+from sast import heap, process
 from runfolder import CHECKS_FILE, EXIT_CODES_EPILOG, check_writable, guard
 
 # module name -> statement IDs it reports, in the order of THEORY.md's table
@@ -133,8 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only, skip = _select(args.only, "--only"), _select(args.skip, "--skip")
     names = [n for n in (only or CHECKS) if n not in skip]
     budget = max_memory(args)
-    heap.retain_freed_memory()  # the checks' large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     loaded = load_from_flags(args)
     if any(n in _memory.CURVATURE_CHECKS for n in names):  # before any check runs: one line, not a kill for memory
         _memory.check_fits(loaded.model, len(loaded.probe[1]), budget, "python -m checks.all")

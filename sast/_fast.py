@@ -318,8 +318,7 @@ def _adjoint_inplace(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None,
         return native.adjoint(u, s, gu, gs, **kw)
     with _cpu_threads(u.device, "heavy"):
         g, m = _adjoint_coefficients_inplace(u, s, gu, gs, **kw)
-    if g is None:
-        return None
+    assert g is not None  # gu, or gs with a spike derivative (the early return above)
     with _cpu_threads(u.device, _kind(u[:, 0].numel())):
         for t in range(u.shape[1] - 2, -1, -1):
             if isinstance(m, float):

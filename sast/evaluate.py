@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, SOURCE_KEY, check_writable, guard
-from sast import heap, native
+from sast import process
 from sast.data import DEFAULT_CLIP, DOWNLOAD_HELP, download as fetch
 from sast.inference import EVAL_BATCH, accuracy_and_loss, predict_logits, resolve_device
 from sast.model_file import MODEL_HELP, add_model_flags, fit_frames, load_model, model_flags, record_source
@@ -139,8 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sast.transfer import diagnostics
 
     args = build_parser().parse_args(argv)
-    heap.retain_freed_memory()  # the SNN's large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     # bad input (a bad device, model file or output path, an unusable file system) is the boundary's: one line, exit 2
     device = resolve_device(args.device, try_allocation=True)
     loaded = load_model(args.model, data=args.data, **model_flags(args))

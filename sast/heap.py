@@ -15,9 +15,9 @@ caching allocator reuses device memory. The resident
 memory then stays at the process's peak until :func:`release_freed_memory` (glibc's ``malloc_trim``)
 hands the free pages back, which a command calls where one phase ends and a smaller one begins.
 The commands (``sast.train``, ``sast.evaluate``, ``sast.experiments``, ``sast.demo``, the checks)
-call :func:`retain_freed_memory` before their work; a program that imports the library decides for
-itself. ``SAST_MALLOC=system`` in the environment leaves glibc's own policy. Elsewhere than glibc
-(macOS, musl) both are no-ops.
+call :func:`retain_freed_memory` before their work (:func:`sast.process.prepare`); a program that
+imports the library decides for itself. ``SAST_MALLOC=system`` in the environment leaves glibc's
+own policy. Elsewhere than glibc (macOS, musl) both are no-ops.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 from functools import lru_cache
+
+from sast._env import env_choice
 
 __all__ = ["ENV", "release_freed_memory", "retain_freed_memory", "retained"]
 
@@ -62,9 +63,7 @@ def retain_freed_memory() -> bool:
     Idempotent. Returns False (changing nothing) off glibc or with ``SAST_MALLOC=system``; raises ValueError (a
     command's bad input: one line, exit 2) for a value of ``SAST_MALLOC`` other than those two and empty."""
     global _retained
-    choice = os.environ.get(ENV, "").strip().lower() or "retain"
-    if choice not in _CHOICES:
-        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected one of {', '.join(_CHOICES)} (or unset: retain)")
+    choice = env_choice(ENV, _CHOICES)
     if _retained:
         return True
     libc = _glibc()

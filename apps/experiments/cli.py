@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runfolder import EVALUATION_FILE, EXIT_CODES_EPILOG, guard, write_json
-from sast import heap, native
+from sast import process
 from sast.data import DOWNLOAD_HELP, SPLITS as DATA_SPLITS, download
 from sast.tensorboard_log import tensorboard_help, tensorboard_sinks
 
@@ -312,8 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sast.train import TrainConfig, TrainingDiverged, load_data
 
     args = build_parser().parse_args(argv)
-    heap.retain_freed_memory()  # the SNN's large temporaries are reused, not faulted in again (sast.heap)
-    native.check_setting()  # a mistyped SAST_NATIVE is refused before any work (sast.native)
+    process.prepare()  # freed memory kept in the heap; SAST_MALLOC, SAST_NATIVE checked (sast.process)
     try:  # other bad input (settings, an unusable --out, the file system) is the boundary's: one line, exit 2
         _choose(args.experiment, EXPERIMENTS, "experiment")
         _choose(args.dataset, DATASETS, "dataset")

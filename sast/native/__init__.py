@@ -32,6 +32,7 @@ from torch import Tensor
 from torch._C import _functorch
 
 from sast.native._build import BuildError, build
+from sast._env import env_choice
 
 __all__ = ["ENV", "adjoint", "adjoint_backward", "available", "avg_pool", "avg_unpool", "check_setting", "forward",
            "setting", "status", "supports"]
@@ -50,10 +51,7 @@ _F = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_do
 
 
 def _choice() -> str:
-    choice = os.environ.get(ENV, "").strip().lower() or "auto"
-    if choice not in _CHOICES:
-        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected one of {', '.join(_CHOICES)} (or unset: auto)")
-    return choice
+    return env_choice(ENV, _CHOICES)
 
 
 def check_setting() -> str:
