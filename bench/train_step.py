@@ -11,7 +11,10 @@ outputs agree and says how far each library's gradient is from the exact one (sn
 Leaky detaches its reset signal, so its gradient drops the d(reset)/du term; SpikingJelly's
 LIFNode with detach_reset=False is exact). The GEMM floor is the dense products alone:
 each layer's forward product and weight gradient, the input gradient of every layer after
-the first, and the readout's products, on tensors made beforehand. Ratios are to the floor,
+the first, and the readout's products, on tensors made beforehand; a conv layer's two
+gradients in one call (as autograd runs them) and in the layout the fast path convolves in
+(channels-last on a CPU: the faster one there; ``gemm_floor(layout="contiguous")`` gives
+torch's default layout). Ratios are to the floor,
 paired by round (bench/_common.py). The recurrence between the products is memory-bound: a
 second table gives ratios to ``floor+stream``, the GEMM floor plus ``STREAM_PASSES`` passes over
 every layer's (B, T, n) state, the traffic no implementation of the step avoids.
@@ -42,7 +45,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sast import heap, native  # noqa: E402
+from sast import _fast, heap, native  # noqa: E402
 from bench._common import (  # noqa: E402
     CONV_BATCH,
     CONV_INPUT,
@@ -164,8 +167,11 @@ class SpikingJellyNet(nn.Module):
 # --------------------------------------------------------------------------- the GEMM floor
 
 
-def gemm_floor(model: SNN, x: torch.Tensor) -> Callable[[], None]:
-    """The dense products of one training step alone, on tensors made here (see the module docstring)."""
+def gemm_floor(model: SNN, x: torch.Tensor, layout: str = "fast") -> Callable[[], None]:
+    """The dense products of one training step alone, on tensors made here (see the module docstring).
+
+    ``layout``: "fast", the conv layers' tensors in the layout the fast path convolves in (channels-last on a CPU
+    in float32: the faster products there, so the stricter floor); "contiguous", torch's default layout."""
     with torch.no_grad():
         _, trace = model(x, return_trace=True, fast=False)
     B, T = x.shape[:2]
@@ -188,14 +194,16 @@ def gemm_floor(model: SNN, x: torch.Tensor) -> Callable[[], None]:
                 ops.append(lambda g=g, w=w: g @ w)
         else:
             a4 = a.flatten(0, 1).contiguous()
+            if layout == "fast":  # the layout the fast path convolves in (channels-last on a CPU, sast._fast)
+                a4 = _fast.conv_input(a4)
             out = F.conv2d(a4, w, stride=spec.stride, padding=spec.padding)
-            g = torch.randn_like(out)
+            g = torch.randn_like(out)  # in out's layout
             ops.append(lambda a4=a4, w=w, s=spec: F.conv2d(a4, w, stride=s.stride, padding=s.padding))
-            ops.append(lambda a4=a4, g=g, w=w, s=spec: torch.nn.grad.conv2d_weight(
-                a4, w.shape, g, stride=s.stride, padding=s.padding))
-            if not first:
-                ops.append(lambda a4=a4, g=g, w=w, s=spec: torch.nn.grad.conv2d_input(
-                    a4.shape, w, g, stride=s.stride, padding=s.padding))
+            # both gradients in one call, as autograd's ConvolutionBackward runs them (two calls would pass over
+            # the input twice: a looser floor)
+            mask = [not first, True, False]
+            ops.append(lambda a4=a4, g=g, w=w, s=spec, mask=mask: torch.ops.aten.convolution_backward(
+                g, a4, w, None, [s.stride] * 2, [s.padding] * 2, [1, 1], False, [0, 0], 1, mask))
     wo = model.readout.weight.detach()
     feats = trace[-1].s.flatten(2).mean(1)
     gz = torch.randn(B, wo.shape[0], dtype=wo.dtype, device=wo.device)

@@ -370,7 +370,8 @@ class SNN(nn.Module):
                 elif spec.kind == "dense":
                     currents = layer(a.flatten(2))  # all T in one matmul
                 else:
-                    currents = layer(a.flatten(0, 1)).unflatten(0, (B, T))
+                    frames = a.flatten(0, 1)
+                    currents = layer(_fast.conv_input(frames) if fast else frames).unflatten(0, (B, T))
                 lam, theta = self.neuron_parameters(spec.index)
                 u, a = lif(currents, lam=lam, theta=theta, beta=cfg.beta, reset=cfg.reset,
                            mode=modes[spec.index], fast=fast)

@@ -34,8 +34,8 @@ from torch._C import _functorch
 from sast.native._build import BuildError, build
 from sast._env import env_choice
 
-__all__ = ["ENV", "adjoint", "adjoint_backward", "available", "avg_pool", "avg_unpool", "check_setting", "forward",
-           "setting", "status", "supports"]
+__all__ = ["ENV", "adjoint", "adjoint_backward", "available", "avg_pool", "avg_unpool", "channels_last", "check_setting",
+           "forward", "setting", "status", "supports"]
 
 ENV = "SAST_NATIVE"
 _CHOICES = ("auto", "off", "require")
@@ -93,8 +93,9 @@ def _declare(lib: ctypes.CDLL) -> None:
                                                                         p, p, real, cint, cint]
         for name in ("sast_avg_pool", "sast_avg_unpool"):
             getattr(lib, f"{name}_{suffix}").argtypes = [p, p, i64, i64, i64, i64, i64, cint]
+            getattr(lib, f"{name}_nhwc_{suffix}").argtypes = [p, p, i64, i64, i64, i64, i64, i64, cint]
         for name in ("sast_exp", "sast_lif_forward", "sast_lif_adjoint", "sast_lif_adjoint_backward", "sast_avg_pool",
-                     "sast_avg_unpool"):
+                     "sast_avg_unpool", "sast_avg_pool_nhwc", "sast_avg_unpool_nhwc"):
             getattr(lib, f"{name}_{suffix}").restype = None
 
 
@@ -152,13 +153,52 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _per_neuron(value: float | Tensor, n: int, like: Tensor) -> Tensor:
+def _per_neuron(value: float | Tensor, layout: "_Layout", like: Tensor) -> Tensor:
+    """lam or theta, one entry per neuron in the memory order of the state (``layout``)."""
+    n = layout.n
     if isinstance(value, Tensor):
         flat = value.detach().to(dtype=like.dtype, device=like.device).reshape(-1)
         if flat.numel() != n:
             raise ValueError(f"per-neuron value of {flat.numel()} entries for a layer of {n} neurons")
-        return flat.contiguous()
+        return layout.neurons(flat)
     return torch.full((n,), float(value), dtype=like.dtype, device=like.device)
+
+
+class _Layout:
+    """The memory order of a layer's (B, T, ...) state: the loops run over its storage as (B, T, N), whatever order
+    the neuron dimensions lie in (a conv layer's channels-last currents: (B, T, C, H, W) stored as (B, T, H, W, C)).
+
+    ``perm`` orders the dimensions by their strides, B and T first; a tensor that is not dense in that order is
+    copied into it. Every tensor of one call is brought into the order of the first (a copy only where its layout
+    differs), and results are made in it and returned with the given shape (so with the first one's strides)."""
+
+    def __init__(self, ref: Tensor) -> None:
+        dims = sorted(range(2, ref.dim()), key=lambda d: -ref.stride(d))  # stable: ties (size-1 dims) keep order
+        perm = (0, 1, *dims)
+        if not ref.permute(perm).is_contiguous():
+            perm = tuple(range(ref.dim()))
+        self.perm = perm
+        self.inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        self.shape = tuple(ref.shape)
+        self.n = ref[0, 0].numel()
+
+    def take(self, t: Tensor | None) -> Tensor | None:
+        """t (of the reference's shape) in this order, contiguous: a view where its layout is the reference's."""
+        return None if t is None else t.permute(self.perm).contiguous()
+
+    def empty(self, like: Tensor) -> Tensor:
+        """A new state tensor in this order (``like``: a tensor returned by :meth:`take`)."""
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    def give(self, t: Tensor | None) -> Tensor | None:
+        """A tensor made in this order, as the reference's shape (a view)."""
+        return None if t is None else t.permute(self.inverse)
+
+    def neurons(self, flat: Tensor) -> Tensor:
+        """Per-neuron values in the logical (C order) of the neuron shape, rearranged into this order."""
+        neuron_shape = self.shape[2:]
+        order = tuple(d - 2 for d in self.perm[2:])
+        return flat.reshape(neuron_shape).permute(order).contiguous().reshape(-1)
 
 
 def _split(fn: Any, batch: int, numel: int, before: tuple, after: tuple) -> None:
@@ -184,16 +224,18 @@ def _shape(x: Tensor) -> tuple[int, int, int]:
 
 def forward(currents: Tensor, lam: float | Tensor, theta: float | Tensor, beta: float, reset: str,
             mode: str) -> tuple[Tensor, Tensor]:
-    """(u, s) of the LIF recurrence over all T (``sast.neuron.lif``'s arguments); call where :func:`supports`."""
+    """(u, s) of the LIF recurrence over all T (``sast.neuron.lif``'s arguments), in the layout of ``currents``
+    (:class:`_Layout`); call where :func:`supports`."""
     lib = _library()
-    cur = currents.detach().contiguous()
+    layout = _Layout(currents)
+    cur = layout.take(currents.detach())
     B, T, N = _shape(cur)
-    u, s = torch.empty_like(cur), torch.empty_like(cur)
-    lam_n, theta_n = _per_neuron(lam, N, cur), _per_neuron(theta, N, cur)
+    u, s = layout.empty(cur), layout.empty(cur)
+    lam_n, theta_n = _per_neuron(lam, layout, cur), _per_neuron(theta, layout, cur)
     suffix, real = _F[cur.dtype]
     _split(getattr(lib, f"sast_lif_forward_{suffix}"), B, cur.numel(), (_ptr(cur), _ptr(u), _ptr(s)),
            (T, N, _ptr(lam_n), _ptr(theta_n), real(beta), int(reset != "zero"), _MODES[mode]))
-    return u, s
+    return layout.give(u), layout.give(s)
 
 
 _MODES = {"smooth": 0, "hard": 1, "hfsb": 2}
@@ -204,16 +246,16 @@ def adjoint(u: Tensor, s: Tensor, gu: Tensor | None, gs: Tensor | None, lam: flo
     """dI of the recurrence for incoming gu = dL/du, gs = dL/ds (either may be None, not both; gs is ignored in
     hard mode, where the caller passes gu)."""
     lib = _library()
-    u, s = u.contiguous(), s.contiguous()
-    gu = None if gu is None else gu.contiguous()
-    gs = None if gs is None or mode == "hard" else gs.contiguous()
+    layout = _Layout(u)
+    u, s, gu = layout.take(u), layout.take(s), layout.take(gu)
+    gs = None if mode == "hard" else layout.take(gs)
     B, T, N = _shape(u)
-    d = torch.empty_like(u)
-    lam_n, theta_n = _per_neuron(lam, N, u), _per_neuron(theta, N, u)  # held here: the loops read them
+    d = layout.empty(u)
+    lam_n, theta_n = _per_neuron(lam, layout, u), _per_neuron(theta, layout, u)  # held here: the loops read them
     suffix, real = _F[u.dtype]
     _split(getattr(lib, f"sast_lif_adjoint_{suffix}"), B, u.numel(), (_ptr(u), _ptr(s), _ptr(gu), _ptr(gs), _ptr(d)),
            (T, N, _ptr(lam_n), _ptr(theta_n), real(beta), int(reset != "zero"), _MODES[mode]))
-    return d
+    return layout.give(d)
 
 
 def adjoint_backward(u: Tensor, s: Tensor, gs: Tensor | None, d: Tensor, e: Tensor, lam: float | Tensor,
@@ -222,38 +264,55 @@ def adjoint_backward(u: Tensor, s: Tensor, gs: Tensor | None, d: Tensor, e: Tens
     """The smooth adjoint's backward for an incoming e = dL/dd: (dL/du or None for subtract, dL/ds, dL/dgu,
     dL/dgs or None unless ``want_gs``); see ``sast._fast._LIFAdjoint``."""
     lib = _library()
-    u, s, d, e = u.contiguous(), s.contiguous(), d.contiguous(), e.contiguous()
-    gs = None if gs is None else gs.contiguous()
+    layout = _Layout(u)
+    u, s, d, e, gs = (layout.take(t) for t in (u, s, d, e, gs))
     B, T, N = _shape(u)
     zero = reset == "zero"
-    g_u = torch.empty_like(u) if zero else None
-    g_s, a = torch.empty_like(u), torch.empty_like(u)
-    g_gs = torch.empty_like(u) if want_gs else None
-    lam_n, theta_n = _per_neuron(lam, N, u), _per_neuron(theta, N, u)
+    g_u = layout.empty(u) if zero else None
+    g_s, a = layout.empty(u), layout.empty(u)
+    g_gs = layout.empty(u) if want_gs else None
+    lam_n, theta_n = _per_neuron(lam, layout, u), _per_neuron(theta, layout, u)
     suffix, real = _F[u.dtype]
     _split(getattr(lib, f"sast_lif_adjoint_backward_{suffix}"), B, u.numel(),
            (_ptr(u), _ptr(s), _ptr(gs), _ptr(d), _ptr(e), _ptr(g_u), _ptr(g_s), _ptr(a), _ptr(g_gs)),
            (T, N, _ptr(lam_n), _ptr(theta_n), real(beta), int(not zero)))
-    return g_u, g_s, a, g_gs
+    return layout.give(g_u), layout.give(g_s), layout.give(a), layout.give(g_gs)
+
+
+def channels_last(x: Tensor) -> bool:
+    """Whether x (M, C, H, W) lies in channels-last order and not also in the plain one (then the plain loops run)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def avg_pool(x: Tensor, k: int) -> Tensor:
-    """torch's ``avg_pool2d(x, k)`` of x (M, C, H, W): k x k windows, stride k, remainders dropped."""
+    """torch's ``avg_pool2d(x, k)`` of x (M, C, H, W): k x k windows, stride k, remainders dropped. A channels-last
+    x gives a channels-last result (as torch's); any other layout, a contiguous one."""
     lib = _library()
-    x = x.contiguous()
     M, C, H, W = x.shape
+    if channels_last(x):
+        y = torch.empty(M, C, H // k, W // k, dtype=x.dtype, memory_format=torch.channels_last)
+        _split(getattr(lib, f"sast_avg_pool_nhwc_{_F[x.dtype][0]}"), M, x.numel(), (_ptr(x), _ptr(y)), (H, W, C, k))
+        return y
+    x = x.contiguous()
     y = x.new_empty(M, C, H // k, W // k)
     _split(getattr(lib, f"sast_avg_pool_{_F[x.dtype][0]}"), M * C, x.numel(), (_ptr(x), _ptr(y)), (H, W, k))
     return y
 
 
-def avg_unpool(g: Tensor, k: int, size: tuple[int, int]) -> Tensor:
+def avg_unpool(g: Tensor, k: int, size: tuple[int, int], channels_last: bool = False) -> Tensor:
     """The adjoint of :func:`avg_pool`: g (M, C, H // k, W // k) spread as g / k^2 over each window of an
-    (M, C, H, W) tensor, ``size`` = (H, W); 0 in the dropped rows and columns."""
+    (M, C, H, W) tensor, ``size`` = (H, W); 0 in the dropped rows and columns. ``channels_last``: the result in
+    that order (as the pooled tensor lay), else contiguous."""
     lib = _library()
-    g = g.contiguous()
     M, C = g.shape[:2]
     H, W = size
+    if channels_last:
+        g = g.contiguous(memory_format=torch.channels_last)
+        x = torch.empty(M, C, H, W, dtype=g.dtype, memory_format=torch.channels_last)
+        _split(getattr(lib, f"sast_avg_unpool_nhwc_{_F[g.dtype][0]}"), M, x.numel(), (_ptr(g), _ptr(x)),
+               (H, W, C, k))
+        return x
+    g = g.contiguous()
     x = g.new_empty(M, C, H, W)
     _split(getattr(lib, f"sast_avg_unpool_{_F[g.dtype][0]}"), M * C, x.numel(), (_ptr(g), _ptr(x)), (H, W, k))
     return x

@@ -47,3 +47,47 @@ void FN(sast_avg_unpool)(const T *g, T *x, int64_t m0, int64_t m1, int64_t h, in
         }
     }
 }
+
+/* The same pair in channels-last order: x is (M, H, W, C) row-major (torch's channels_last (M, C, H, W)), y is
+ * (M, H / k, W / k, C). Each window's sum runs over its rows in order, as above; the loop over the C channels
+ * of a pixel is innermost, so it vectorises. */
+void FN(sast_avg_pool_nhwc)(const T *x, T *y, int64_t m0, int64_t m1, int64_t h, int64_t w, int64_t c, int64_t k,
+                            int nth) {
+    int64_t ho = h / k, wo = w / k;
+    T kk = (T)(k * k);
+    PARALLEL_FOR
+    for (int64_t m = m0; m < m1; m++) {
+        for (int64_t i = 0; i < ho; i++) {
+            for (int64_t j = 0; j < wo; j++) {
+                T *restrict yo = y + ((m * ho + i) * wo + j) * c;
+                for (int64_t ch = 0; ch < c; ch++) yo[ch] = (T)0;
+                for (int64_t a = 0; a < k; a++)
+                    for (int64_t b = 0; b < k; b++) {
+                        const T *restrict xi = x + ((m * h + i * k + a) * w + j * k + b) * c;
+                        for (int64_t ch = 0; ch < c; ch++) yo[ch] += xi[ch];
+                    }
+                for (int64_t ch = 0; ch < c; ch++) yo[ch] = yo[ch] / kk;
+            }
+        }
+    }
+}
+
+void FN(sast_avg_unpool_nhwc)(const T *g, T *x, int64_t m0, int64_t m1, int64_t h, int64_t w, int64_t c, int64_t k,
+                              int nth) {
+    int64_t ho = h / k, wo = w / k;
+    T kk = (T)(k * k);
+    PARALLEL_FOR
+    for (int64_t m = m0; m < m1; m++) {
+        for (int64_t r = 0; r < h; r++) {
+            for (int64_t col = 0; col < w; col++) {
+                T *restrict xo = x + ((m * h + r) * w + col) * c;
+                if (r >= ho * k || col >= wo * k) {
+                    for (int64_t ch = 0; ch < c; ch++) xo[ch] = (T)0;
+                    continue;
+                }
+                const T *restrict gi = g + ((m * ho + r / k) * wo + col / k) * c;
+                for (int64_t ch = 0; ch < c; ch++) xo[ch] = gi[ch] / kk;
+            }
+        }
+    }
+}

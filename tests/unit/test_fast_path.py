@@ -225,6 +225,33 @@ def test_double_backward_hvp_equals_plain_path():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_layers_keep_their_state_channels_last_where_the_loops_run(lif_loops, dtype):
+    """With the compiled loops, conv layers convolve, fire and pool in channels-last order (sast._fast.conv_input),
+    with the plain path's numbers (float32: to its rounding); with the torch ops, in the default order."""
+    torch.manual_seed(3)
+    cfg = SNNConfig(input_shape=(2, 8, 8), layers=["conv:3:3", "pool:2", "conv:4:3:2", "dense:3"], T=3, lam=0.8,
+                    theta=0.7, beta=2.0, reset="zero", num_classes=3)
+    model = SNN(cfg).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.1, 1.0)
+    x = (torch.rand(4, 3, 2, 8, 8) < 0.3).to(dtype)
+    y = torch.tensor([0, 1, 2, 0])
+    logits_f, trace_f, grads_f = _loss_and_grads(model, x, y, "smooth", fast=True)
+    logits_p, trace_p, grads_p = _loss_and_grads(model, x, y, "smooth", fast=False)
+    for tr in trace_f[:2]:
+        frames = tr.u.flatten(0, 1)
+        assert frames.is_contiguous() == (lif_loops == "torch-ops")
+        assert frames.is_contiguous(memory_format=torch.channels_last) == (lif_loops == "compiled")
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(logits_f, logits_p, **tol)
+    for a, b in zip(trace_f, trace_p):
+        torch.testing.assert_close(a.s, b.s, **tol)
+    for a, b in zip(grads_f, grads_p):
+        torch.testing.assert_close(a, b, **({**tol, "rtol": 1e-4} if dtype == torch.float32 else tol))
+
+
 def test_fast_path_steps_aside_under_transforms():
     model = _model(["dense:4"], "zero")
     x = _frames("sparse")

@@ -91,6 +91,43 @@ def test_loops_equal_the_torch_ops(shape, seed, reset, mode, per_neuron, grads):
                 torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
 
 
+def _channels_last(t):
+    """t (B, T, C, H, W) with each frame stored channels-last: as a conv layer's currents are on a CPU."""
+    B, T, C, H, W = t.shape
+    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+@settings(deadline=None, max_examples=30)
+@given(c=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5), seed=st.integers(0, 2**16),
+       reset=st.sampled_from(RESETS), layouts=st.tuples(*[st.booleans()] * 4))
+def test_the_loops_take_the_state_in_any_dense_layout(c, h, w, seed, reset, layouts):
+    """A conv layer's state stored channels-last gives the same numbers as the same state stored plainly, with
+    per-neuron lam and theta (of the logical C, H, W order), whatever the layout of each incoming gradient; results
+    keep the layout of the state."""
+    g = torch.Generator().manual_seed(seed)
+    B, T = 2, 3
+    cur = 2.5 * torch.rand(B, T, c, h, w, generator=g, dtype=torch.float64) - 0.6
+    gu, gs, e = torch.randn(3, B, T, c, h, w, generator=g, dtype=torch.float64)
+    lam = torch.rand(c, h, w, generator=g, dtype=torch.float64) * 0.5 + 0.45
+    theta = torch.rand(c, h, w, generator=g, dtype=torch.float64) + 0.4
+    kw = dict(lam=lam, theta=theta, beta=2.0, reset=reset, mode="smooth")
+    u, s = native.forward(cur, **kw)
+    u_c, s_c = native.forward(_channels_last(cur), **kw)
+    assert u_c.stride() == _channels_last(cur).stride() and s_c.stride() == u_c.stride()
+    assert torch.equal(u_c, u) and torch.equal(s_c, s)
+    u_c, s_c, gu_c, gs_c, e_c = (_channels_last(t) if flip else t.clone()
+                                 for t, flip in zip((u, s, gu, gs, e), (True, *layouts)))
+    d = native.adjoint(u, s, gu, gs, **kw)
+    d_c = native.adjoint(u_c, s_c, gu_c, gs_c, **kw)
+    assert d_c.stride() == u_c.stride() and torch.equal(d_c, d)
+    back = native.adjoint_backward(u, s, gs, d, e, lam, theta, 2.0, reset, True)
+    back_c = native.adjoint_backward(u_c, s_c, gs_c, d_c, e_c, lam, theta, 2.0, reset, True)
+    for a, b in zip(back, back_c):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert b.stride() == u_c.stride() and torch.equal(a, b)
+
+
 def test_float32_loops_match_float64():
     cur, gu, gs, *_ = _case((3, 20, 300), 7)
     for reset in RESETS:
@@ -284,20 +321,26 @@ def test_processes_building_at_once_share_the_cache(fresh):
     assert len(files) == 1 and files[0].suffix == ".so"
 
 
-@settings(deadline=None, max_examples=40)
-@given(m=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 11), w=st.integers(1, 11), k=st.integers(1, 4),
-       seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_avg_pool_equals_torch_bit_for_bit(m, c, h, w, k, seed, dtype):
-    """Forward and backward against F.avg_pool2d (remainder rows and columns dropped when k does not divide)."""
+@settings(deadline=None, max_examples=60)
+@given(m=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(1, 11), w=st.integers(1, 11), k=st.integers(1, 4),
+       seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]),
+       layout=st.sampled_from([torch.contiguous_format, torch.channels_last]), grad_layout=st.booleans())
+def test_avg_pool_equals_torch_bit_for_bit(m, c, h, w, k, seed, dtype, layout, grad_layout):
+    """Forward and backward against F.avg_pool2d (remainder rows and columns dropped when k does not divide), on
+    plain and channels-last input (the result and the gradient keep the input's layout, as torch's do)."""
     if k > min(h, w):
         return
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(m, c, h, w, generator=g, dtype=dtype, requires_grad=True)
+    x = torch.randn(m, c, h, w, generator=g, dtype=dtype).contiguous(memory_format=layout).requires_grad_()
     y, want = _fast.avg_pool(x, k), torch.nn.functional.avg_pool2d(x, k)
     assert y.grad_fn is not None and type(y.grad_fn).__name__ == "_AvgPoolBackward"
-    assert torch.equal(y, want)
+    assert torch.equal(y, want) and y.is_contiguous(memory_format=layout)
     v = torch.randn(want.shape, generator=g, dtype=dtype)
-    assert torch.equal(torch.autograd.grad(y, x, v)[0], torch.autograd.grad(want, x, v)[0])
+    if grad_layout:  # the incoming gradient in the other layout
+        v = v.contiguous(memory_format=torch.channels_last if layout == torch.contiguous_format else
+                         torch.contiguous_format)
+    got = torch.autograd.grad(y, x, v)[0]
+    assert torch.equal(got, torch.autograd.grad(want, x, v)[0]) and got.is_contiguous(memory_format=layout)
 
 
 def test_avg_pool_gradcheck_and_gradgradcheck():
