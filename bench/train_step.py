@@ -23,7 +23,8 @@ Contenders: ``sast-plain`` (layer by layer, one matmul for all T, the plain recu
 ``sast-fast`` (the default: sparse first-layer products, one autograd node for the
 recurrence, run by sast.native's compiled loops where they build), ``sast-fast-torch-ops``
 (the same with the recurrence and pooling in torch ops, ``SAST_NATIVE=off``),
-``sast-fast-dense`` (the fast recurrence with a dense first layer),
+``sast-fast-contiguous`` (the same with the conv layers in torch's default layout instead of
+channels-last), ``sast-fast-dense`` (the fast recurrence with a dense first layer),
 ``snntorch`` (Leaky, a loop over time steps as in its tutorials), ``spikingjelly``
 (LIFNode, multi-step mode, T-first input prepared beforehand), and with ``--compile``
 ``sast-compiled`` (torch.compile of the plain path).
@@ -280,6 +281,18 @@ def _with_setting(choice: str, step: Callable[[], float]) -> Callable[[], float]
     return run
 
 
+def _without_channels_last(step: Callable[[], float]) -> Callable[[], float]:
+    """``step`` with the fast path's conv layers in torch's default layout (``sast._fast.CONV_CHANNELS_LAST``)."""
+    def run() -> float:
+        _fast.CONV_CHANNELS_LAST = False
+        try:
+            return step()
+        finally:
+            _fast.CONV_CHANNELS_LAST = True
+
+    return run
+
+
 def contenders(model: SNN, x: torch.Tensor, *, libraries: bool = True, compile: bool = False
                ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """name -> forward function taking the (B, T, ...) frames."""
@@ -356,6 +369,8 @@ def run(*, layers: list[str] | None = None, input_shape: tuple[int, ...] = DEMO_
     fns.update({name: sgd_step_fn(f, params, x, y) for name, f in forwards.items()})
     if x.device.type == "cpu" and native.available():  # the default path with its torch ops instead of the loops
         fns["sast-fast-torch-ops"] = _with_setting("off", sgd_step_fn(forwards["sast-fast"], params, x, y))
+        if any(spec.kind == "conv" for spec in model.plan):  # and with the conv layers in torch's default layout
+            fns["sast-fast-contiguous"] = _without_channels_last(sgd_step_fn(forwards["sast-fast"], params, x, y))
     if progress:
         print(f"timing {', '.join(fns)} ({rounds} rounds)", file=sys.stderr)
     with warnings.catch_warnings():

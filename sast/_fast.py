@@ -570,10 +570,15 @@ class _AvgUnpool(torch.autograd.Function):
         return (_AvgPool.apply(gg, ctx.k) if native.supports(gg) else F.avg_pool2d(gg, ctx.k)), None, None, None
 
 
+CONV_CHANNELS_LAST = True
+"""Whether :func:`conv_input` hands conv layers channels-last frames where the loops run (False: as given; the
+benchmarks time both)."""
+
+
 def conv_input(frames: Tensor) -> Tensor:
     """A conv layer's input frames (M, C, H, W), channels-last where the compiled loops run (the convolutions, the
     recurrence and the pooling then all work in that order; see the module docstring), else as given."""
-    if not native.supports(frames):
+    if not CONV_CHANNELS_LAST or not native.supports(frames):
         return frames
     return frames.contiguous(memory_format=torch.channels_last)
 

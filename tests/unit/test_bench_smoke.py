@@ -42,6 +42,8 @@ def test_train_step_bench_runs_and_contenders_compute_the_same_function(layers):
     timing, checks = res["timing"], res["checks"]
     assert {"floor", "floor+stream", "sast-plain", "sast-fast", "sast-fast-dense"} <= set(timing)
     assert ("sast-fast-torch-ops" in timing) == native.available()  # both paths of the fast step, side by side
+    conv = any(spec.startswith("conv") for spec in layers)  # and both layouts of its conv layers
+    assert ("sast-fast-contiguous" in timing) == (conv and native.available())
     assert res["vs_bandwidth_floor"]["floor+stream"]["ratio"] == 1.0  # the second table's reference
     for name in ("sast-fast", "sast-fast-dense"):
         assert checks[name]["forward_max_abs_diff"] < 1e-12 and checks[name]["grad_rel_error"] < 1e-10
@@ -58,6 +60,9 @@ def test_gemm_floor_matches_the_layer_shapes():
     x = step_bench.event_frames(4, 3, (2, 6, 6), 0.3)
     step_bench.gemm_floor(model, x)()  # runs: every product has matching shapes
     step_bench.bandwidth_floor(model, x)()
+    conv = step_bench.demo_model(layers=["conv:2:3:2", "conv:3:3", "pool:2", "dense:4"], **TINY)
+    for layout in ("fast", "contiguous"):  # a conv layer's gradients in one call, in either layout
+        step_bench.gemm_floor(conv, x, layout)()
 
 
 def test_sam_step_bench_runs():
