@@ -248,6 +248,14 @@ class LayerTrace(NamedTuple):
     s: torch.Tensor
 
 
+class Conv2d(nn.Conv2d):
+    """A conv layer of the SNN: torch's ``nn.Conv2d`` (its parameters, state dict, hooks and ``isinstance``), whose
+    forward takes ``fast=True`` from :meth:`SNN.forward` to run the fast path's node (``sast._fast.conv2d``)."""
+
+    def forward(self, input: torch.Tensor, fast: bool = False) -> torch.Tensor:  # noqa: A002 (nn.Conv2d's name)
+        return _fast.conv2d(self, input) if fast else super().forward(input)
+
+
 class SNN(nn.Module):
     """The LIF SNN of THEORY.md with a time-mean linear readout.
 
@@ -266,7 +274,7 @@ class SNN(nn.Module):
                 self.layers.append(nn.Linear(math.prod(spec.in_shape), spec.size))
             elif spec.kind == "conv":
                 self.layers.append(
-                    nn.Conv2d(spec.in_shape[0], spec.size, spec.kernel, stride=spec.stride, padding=spec.padding)
+                    Conv2d(spec.in_shape[0], spec.size, spec.kernel, stride=spec.stride, padding=spec.padding)
                 )
         self.readout = nn.Linear(math.prod(self.plan[-1].out_shape), config.num_classes)
         # lam_l, theta_l: floats, or tensors of the layer's neuron shape where the config holds
@@ -371,7 +379,7 @@ class SNN(nn.Module):
                     currents = layer(a.flatten(2))  # all T in one matmul
                 else:
                     frames = a.flatten(0, 1)
-                    currents = layer(_fast.conv_input(frames) if fast else frames).unflatten(0, (B, T))
+                    currents = layer(frames, fast=fast).unflatten(0, (B, T))
                 lam, theta = self.neuron_parameters(spec.index)
                 u, a = lif(currents, lam=lam, theta=theta, beta=cfg.beta, reset=cfg.reset,
                            mode=modes[spec.index], fast=fast)

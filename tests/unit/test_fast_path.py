@@ -252,6 +252,60 @@ def test_conv_layers_keep_their_state_channels_last_where_the_loops_run(lif_loop
         torch.testing.assert_close(a, b, **({**tol, "rtol": 1e-4} if dtype == torch.float32 else tol))
 
 
+@pytest.mark.parametrize("stride,padding,bias", [(1, 1, True), (2, 1, False), (2, 0, True)])
+def test_conv_node_gradcheck_and_gradgradcheck(stride, padding, bias):
+    """The conv layer's own node (sast._fast._Conv2d) and its backward node: first and second derivatives in every
+    input, against finite differences; and the same numbers as torch's conv2d to third order."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.double, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.double, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.double, requires_grad=True) if bias else None
+    inputs = (x, w, b) if bias else (x, w)
+
+    def conv(*t):
+        return _fast._Conv2d.apply(t[0], t[1], t[2] if bias else None, [stride] * 2, [padding] * 2)
+
+    def ref(*t):
+        return F.conv2d(t[0], t[1], t[2] if bias else None, stride=stride, padding=padding)
+
+    assert torch.autograd.gradcheck(conv, inputs)
+    assert torch.autograd.gradgradcheck(conv, inputs)
+    # third order: the derivative of a double-backward product, against torch's conv
+    v = [torch.randn(t.shape, generator=g, dtype=torch.double) for t in inputs]
+
+    def third(fn):
+        out = fn(*inputs)
+        grads = torch.autograd.grad((out ** 3).sum(), inputs, create_graph=True)
+        hv = torch.autograd.grad(grads, inputs, v, create_graph=True)
+        return torch.autograd.grad(sum((h ** 2).sum() for h in hv), inputs)
+
+    for a, c in zip(third(conv), third(ref)):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_the_model_runs_its_conv_layers_through_the_conv_node(lif_loops):
+    model = _model(["conv:2:3", "pool:2", "dense:3"], "zero")
+    _, trace = model(_frames("sparse"), return_trace=True)
+    node = trace[0].u.grad_fn.next_functions[0][0]  # the LIF node's input: the currents' producer
+    while type(node).__name__ not in ("_Conv2dBackward", "ConvolutionBackward0"):
+        node = node.next_functions[0][0]
+    assert type(node).__name__ == "_Conv2dBackward"  # sast._fast._Conv2d's node (autograd names it so)
+
+
+def test_batched_hessian_through_the_conv_node_equals_torchs():
+    """Vectorised Hessians (batched grad_outputs) take torch's convolution_backward in the node's backward."""
+    w = torch.randn(2, 1, 3, 3, dtype=torch.double)
+    x = torch.randn(1, 1, 5, 5, dtype=torch.double)
+
+    def f(conv):
+        return lambda t: (conv(x, t) ** 3).sum()
+
+    got = torch.autograd.functional.hessian(f(lambda a, t: _fast._Conv2d.apply(a, t, None, [1, 1], [1, 1])), w,
+                                            vectorize=True)
+    want = torch.autograd.functional.hessian(f(lambda a, t: F.conv2d(a, t, padding=1)), w, vectorize=True)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_fast_path_steps_aside_under_transforms():
     model = _model(["dense:4"], "zero")
     x = _frames("sparse")
