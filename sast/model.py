@@ -12,7 +12,9 @@ A model is described by :class:`SNNConfig`, whose ``layers`` is a list of string
 The readout is the time mean of a linear map of the last spiking layer's
 spikes: z = (1/T) sum_t (W^o s^D_t + b^o). ``SNN.forward`` keeps no state between
 calls, so the model works under ``torch.func.functional_call``, ``jvp`` and
-``vmap`` in smooth mode.
+``vmap`` in smooth mode. Build a graph that will be differentiated twice (double-backward
+Hessian-vector products) inside :func:`second_order`: the conv layers then record a node with
+a cheaper double backward (``sast._fast``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sast import _fast
+from sast._fast import second_order
 from sast.neuron import MODES, RESETS, lif
+
+__all__ = ["Conv2d", "LayerSpec", "LayerTrace", "SNN", "SNNConfig", "parse_layers", "second_order"]
 
 LAYER_KINDS = ("dense", "conv", "pool", "flatten")
 

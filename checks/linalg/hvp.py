@@ -21,6 +21,7 @@ from torch.func import functional_call
 
 from checks.linalg._flat import _SMOOTH_ONLY, LossFn, _default_loss, _Layout, _prepare, flatten
 from checks.linalg.lanczos import _start_vector
+from sast.model import second_order
 
 __all__ = [
     "HVPMethod",
@@ -174,7 +175,9 @@ class HessianOperator:
         with torch.enable_grad():
             if self._graph is None:
                 w = self._w.clone().requires_grad_(True)
-                (g,) = torch.autograd.grad(self._loss(w), w, create_graph=True, allow_unused=True)
+                with second_order():  # conv layers with the cheaper double backward (sast.model.second_order)
+                    loss = self._loss(w)
+                (g,) = torch.autograd.grad(loss, w, create_graph=True, allow_unused=True)
                 self._graph = (w, torch.zeros_like(w) if g is None else g)
             w, g = self._graph
             if not g.requires_grad:  # the loss is at most linear in w: H = 0

@@ -8,6 +8,7 @@ is found) and with the fast path's torch ops.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sast import _fast, native
-from sast.model import SNN, SNNConfig
+from sast.model import SNN, SNNConfig, second_order
 from sast.native import _build
 from sast.neuron import MODES, RESETS, lif, plain_lif
 
@@ -211,14 +212,19 @@ def test_model_gradgradcheck_through_the_fast_path():
     assert torch.autograd.gradgradcheck(loss, ps)
 
 
-def test_double_backward_hvp_equals_plain_path():
+@pytest.mark.parametrize("second", [False, True])
+def test_double_backward_hvp_equals_plain_path(second):
+    """Hessian-vector products by double backward, with torch's conv node and inside second_order with the fast
+    path's (sast._fast._Conv2d)."""
     model = _model(["conv:2:3", "pool:2", "dense:3"], "zero", seed=8)
     x, y = _frames("sparse", seed=9), torch.tensor([0, 1, 2])
     params = list(model.parameters())
     v = [torch.randn_like(p) for p in params]
 
     def hvp(fast):
-        grads = torch.autograd.grad(F.cross_entropy(model(x, fast=fast), y), params, create_graph=True)
+        with second_order() if second and fast else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x, fast=fast), y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
         return torch.autograd.grad(grads, params, grad_outputs=v)
 
     for a, b in zip(hvp(True), hvp(False)):
@@ -283,13 +289,20 @@ def test_conv_node_gradcheck_and_gradgradcheck(stride, padding, bias):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
 
 
-def test_the_model_runs_its_conv_layers_through_the_conv_node(lif_loops):
+@pytest.mark.parametrize("second", [False, True])
+def test_the_model_runs_its_conv_layers_through_the_conv_node_for_second_order(lif_loops, second):
+    """Inside sast.model.second_order the conv layers record sast._fast._Conv2d (autograd names its node
+    _Conv2dBackward); outside, torch's own node."""
     model = _model(["conv:2:3", "pool:2", "dense:3"], "zero")
-    _, trace = model(_frames("sparse"), return_trace=True)
+    if second:
+        with second_order():
+            _, trace = model(_frames("sparse"), return_trace=True)
+    else:
+        _, trace = model(_frames("sparse"), return_trace=True)
     node = trace[0].u.grad_fn.next_functions[0][0]  # the LIF node's input: the currents' producer
     while type(node).__name__ not in ("_Conv2dBackward", "ConvolutionBackward0"):
         node = node.next_functions[0][0]
-    assert type(node).__name__ == "_Conv2dBackward"  # sast._fast._Conv2d's node (autograd names it so)
+    assert type(node).__name__ == ("_Conv2dBackward" if second else "ConvolutionBackward0")
 
 
 def test_batched_hessian_through_the_conv_node_equals_torchs():
