@@ -172,7 +172,8 @@ def gemm_floor(model: SNN, x: torch.Tensor, layout: str = "fast") -> Callable[[]
     """The dense products of one training step alone, on tensors made here (see the module docstring).
 
     ``layout``: "fast", the conv layers' tensors in the layout the fast path convolves in (channels-last on a CPU
-    in float32: the faster products there, so the stricter floor); "contiguous", torch's default layout."""
+    where the compiled loops run: the faster products there, so the stricter floor); "contiguous", torch's
+    default layout."""
     with torch.no_grad():
         _, trace = model(x, return_trace=True, fast=False)
     B, T = x.shape[:2]

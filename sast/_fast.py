@@ -30,7 +30,7 @@ Custom autograd Functions replace the plain ops where profiling showed the time 
   against 2.75 ms and 4.0 against 6.1 ms), their outputs come out channels-last, and the recurrence and the
   pooling run in the same order (:mod:`sast.native` takes any dense layout), so no layer reorders its state.
   The layout moves values in memory, not the operations on them (tests/unit/test_fast_path.py compares with
-  the plain path in float64, and the float32 conv step with it in bench/train_step.py).
+  the plain path in float64 and float32).
 
 On a CPU, for float32 and float64, :mod:`sast.native` runs the recurrence's forward, its backward and the
 adjoint's backward as compiled loops (one pass over the state each, on torch's OpenMP threads), and the
