@@ -532,6 +532,19 @@ class _LIFAdjoint(torch.autograd.Function):
 # --------------------------------------------------------------------------- convolution
 
 
+CONV_CHANNELS_LAST = True
+"""Whether :func:`conv_input` hands conv layers channels-last frames where the loops run (False: as given; the
+benchmarks time both)."""
+
+
+def conv_input(frames: Tensor) -> Tensor:
+    """A conv layer's input frames (M, C, H, W), channels-last where the compiled loops run (the convolutions, the
+    recurrence and the pooling then all work in that order; see the module docstring), else as given."""
+    if not CONV_CHANNELS_LAST or not native.supports(frames):
+        return frames
+    return frames.contiguous(memory_format=torch.channels_last)
+
+
 def _conv_backward(g_out: Tensor, x: Tensor, w: Tensor, stride: list[int], padding: list[int],
                    mask: list[bool], bias: bool = False) -> tuple:
     """torch's convolution_backward of a conv2d (dilation 1, one group): (grad input, grad weight, grad bias) where
@@ -686,19 +699,6 @@ class _AvgUnpool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gg: Tensor):  # type: ignore[override]
         return (_AvgPool.apply(gg, ctx.k) if native.supports(gg) else F.avg_pool2d(gg, ctx.k)), None, None, None
-
-
-CONV_CHANNELS_LAST = True
-"""Whether :func:`conv_input` hands conv layers channels-last frames where the loops run (False: as given; the
-benchmarks time both)."""
-
-
-def conv_input(frames: Tensor) -> Tensor:
-    """A conv layer's input frames (M, C, H, W), channels-last where the compiled loops run (the convolutions, the
-    recurrence and the pooling then all work in that order; see the module docstring), else as given."""
-    if not CONV_CHANNELS_LAST or not native.supports(frames):
-        return frames
-    return frames.contiguous(memory_format=torch.channels_last)
 
 
 def avg_pool(x: Tensor, k: int) -> Tensor:
